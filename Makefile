@@ -1,0 +1,35 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   set up, then run the whole pipeline on the embedded default (ONNX Runtime on the CPU)
+#   make test   set up, then run the tests (what CI runs)
+# Without an NVIDIA GPU the CPU build of torch is pinned; override with e.g.
+#   make demo TORCH_SPEC="torch==2.5.0"            (a CUDA machine)
+#   make demo TORCH_SPEC=/path/to/torch-jetson.whl (a Jetson wheel)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+TORCH_SPEC ?= $(if $(HAS_GPU),torch,torch==2.13.0)
+EXTRAS ?= export,report,geo,dev
+DEMO_OUT ?= demo-output
+
+.PHONY: setup demo test lint clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@
+
+demo: setup
+	$(BIN)/agrideploy demo -o $(DEMO_OUT)
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info $(DEMO_OUT)

@@ -1,0 +1,5 @@
+import sys
+
+from agrideploy.cli import main
+
+sys.exit(main())

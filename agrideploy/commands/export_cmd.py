@@ -1,0 +1,14 @@
+"""`agrideploy export`."""
+
+from __future__ import annotations
+
+from agrideploy.errors import AgrideployError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="(being built)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    raise AgrideployError("'export' is not available yet")

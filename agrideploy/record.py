@@ -1,0 +1,140 @@
+"""The model record: what the user states once and every later artefact carries.
+
+The checkpoint reader fills it, export writes it into the ONNX `metadata_props` (key
+`agrideploy`), an engine carries it in its sidecar JSON, every benchmark result embeds it.
+It is plain data (JSON types only) so the device side needs nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, List, Optional, Sequence
+
+from agrideploy.errors import AgrideployError
+
+RECORD_VERSION = 1
+ONNX_KEY = "agrideploy"
+TASKS = ("detect", "segment")
+
+
+@dataclass
+class ModelRecord:
+    """Everything a later stage needs to know about a model without asking the user again.
+
+    Normalisation of an input pixel p of band c is `(p * input_scale - mean[c]) / std[c]`.
+    Detection: `strides` per output level and `anchors` per level in input pixels
+    (`[w0, h0, w1, h1, ...]`), always read from the checkpoint, never assumed.
+    """
+
+    task: str
+    arch: str
+    names: List[str]
+    channels: int = 3
+    imgsz: List[int] = field(default_factory=lambda: [640, 640])  # [height, width]
+    input_scale: float = 1.0 / 255.0
+    mean: Optional[List[float]] = None  # per band; None = 0
+    std: Optional[List[float]] = None  # per band; None = 1
+    letterbox: bool = True
+    pad_value: int = 114
+    strides: Optional[List[int]] = None
+    anchors: Optional[List[List[float]]] = None
+    output_stride: Optional[int] = None
+    source_format: str = "random-init"
+    source_name: Optional[str] = None
+    source_sha256: Optional[str] = None
+    pretrained: bool = False  # False: random weights, and every report says so
+    extra: Dict[str, Any] = field(default_factory=dict)
+    version: int = RECORD_VERSION
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise AgrideployError(f"unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
+        self.names = [str(n) for n in self.names]
+        self.imgsz = [int(v) for v in self.imgsz]
+        if len(self.imgsz) != 2:
+            raise AgrideployError(f"imgsz must be [height, width], got {self.imgsz}")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if values is not None and len(values) != self.channels:
+                raise AgrideployError(f"{name} has {len(values)} values for {self.channels} input bands")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    @property
+    def max_stride(self) -> int:
+        if self.task == "detect" and self.strides:
+            return int(max(self.strides))
+        return int(self.output_stride or 1)
+
+    def normalisation(self) -> tuple:
+        """(scale, mean[C], std[C]) with the defaults filled in."""
+        mean = list(self.mean) if self.mean is not None else [0.0] * self.channels
+        std = list(self.std) if self.std is not None else [1.0] * self.channels
+        return float(self.input_scale), mean, std
+
+    def expect_task(self, task: str, what: str = "this command") -> None:
+        if self.task != task:
+            raise AgrideployError(f"{what} needs a {task} model, but {self.arch} is a {self.task} model")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self, indent: Optional[int] = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "ModelRecord":
+        if not isinstance(data, dict):
+            raise AgrideployError("model record is not a JSON object")
+        version = int(data.get("version", RECORD_VERSION))
+        if version > RECORD_VERSION:
+            raise AgrideployError(
+                f"model record version {version} is newer than this agrideploy understands ({RECORD_VERSION}); upgrade agrideploy"
+            )
+        known = {f.name for f in fields(cls)}
+        missing = [k for k in ("task", "arch", "names") if k not in data]
+        if missing:
+            raise AgrideployError(f"model record lacks {', '.join(missing)}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelRecord":
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise AgrideployError(f"model record is not valid JSON: {exc.msg}") from None
+
+    def onnx_props(self) -> Dict[str, str]:
+        """metadata_props for an ONNX model: our record, plus the flat keys other YOLO tools read."""
+        props = {ONNX_KEY: self.to_json()}
+        props["names"] = json.dumps(dict(enumerate(self.names)))
+        props["task"] = self.task
+        if self.strides:
+            props["stride"] = str(self.max_stride)
+        props["imgsz"] = json.dumps(self.imgsz)
+        return props
+
+    @classmethod
+    def from_onnx_props(cls, props: Dict[str, str], where: str = "ONNX model") -> "ModelRecord":
+        if ONNX_KEY not in props:
+            raise AgrideployError(
+                f"{where} carries no agrideploy model record; export it with `agrideploy export`"
+            )
+        return cls.from_json(props[ONNX_KEY])
+
+
+def parse_imgsz(values: Sequence[int] | int | None, default: Sequence[int]) -> List[int]:
+    """--imgsz takes one number (square) or two (height width), as YOLOv5 users write it."""
+    if values is None:
+        return [int(v) for v in default]
+    if isinstance(values, int):
+        values = [values]
+    values = [int(v) for v in values]
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) <= 0:
+        raise AgrideployError(f"--imgsz takes one or two positive numbers, got {values}")
+    return values

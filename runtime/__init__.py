@@ -1,0 +1,1 @@
+"""agrideploy.runtime"""

@@ -1,0 +1,49 @@
+"""agrideploy: one folder per stage at the repository root, each installed as agrideploy.<stage>."""
+
+import re
+from pathlib import Path
+
+from setuptools import setup
+
+ROOT = Path(__file__).parent
+STAGES = ("models", "export", "optimize", "kernels", "runtime", "benchmarks")
+VERSION = re.search(r'__version__ = "([^"]+)"', (ROOT / "agrideploy" / "__init__.py").read_text()).group(1)
+
+
+def subpackages(folder):
+    """Every folder below `folder` that holds an __init__.py, as dotted names relative to it."""
+    base = ROOT / folder
+    return sorted(
+        ".".join(p.parent.relative_to(base).parts) for p in base.rglob("__init__.py") if "__pycache__" not in p.parts
+    )
+
+
+packages, package_dir = [], {}
+for folder, name in [("agrideploy", "agrideploy")] + [(s, "agrideploy." + s) for s in STAGES]:
+    for rel in subpackages(folder):
+        pkg = name + ("." + rel if rel else "")
+        packages.append(pkg)
+        package_dir[pkg] = str(Path(folder, *rel.split(".")) if rel else Path(folder))
+
+setup(
+    name="agrideploy",
+    version=VERSION,
+    description="Agricultural vision models from PyTorch checkpoint to measured TensorRT / ONNX Runtime deployment",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.8",
+    packages=packages,
+    package_dir=package_dir,
+    package_data={"": ["*.yaml", "*.cu", "*.cuh", "*.json", "*.html", "*.css"]},
+    include_package_data=True,
+    install_requires=["numpy>=1.21", "pyyaml>=5.4", "tqdm>=4.60"],
+    extras_require={
+        "export": ["torch>=1.13", "onnx>=1.14", "onnxruntime>=1.15", "onnxslim>=0.1.30", "safetensors>=0.3"],
+        "trt": ["tensorrt>=8.5", "pycuda>=2022.1"],
+        "report": ["matplotlib>=3.5"],
+        "geo": ["rasterio>=1.3"],
+        "dev": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.5", "vermin>=1.5", "rasterio>=1.3", "matplotlib>=3.5"],
+    },
+    entry_points={"console_scripts": ["agrideploy=agrideploy.cli:main"]},
+    classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Image Recognition"],
+)
