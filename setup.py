@@ -36,7 +36,7 @@ setup(
     package_dir=package_dir,
     package_data={"": ["*.yaml", "*.cu", "*.cuh", "*.json", "*.html", "*.css"]},
     include_package_data=True,
-    install_requires=["numpy>=1.21", "pyyaml>=5.4", "tqdm>=4.60"],
+    install_requires=["numpy>=1.21", "pyyaml>=5.4", "tqdm>=4.60", "pillow>=8"],
     extras_require={
         "export": ["torch>=1.13", "onnx>=1.14", "onnxruntime>=1.15", "onnxslim>=0.1.30", "safetensors>=0.3"],
         "trt": ["tensorrt>=8.5", "pycuda>=2022.1"],
