@@ -1,0 +1,214 @@
+"""Prove an export: onnx.checker, then ONNX Runtime (CPU) against PyTorch on the same inputs.
+
+Per output: max abs error, max rel error (max abs error / max |reference|, so one number reads
+the same for pixel boxes and for probabilities) and cosine similarity. An output passes when its
+max rel error is within the tolerance (integer outputs such as a class mask: the fraction of
+elements that differ). Graphs with NMS are checked twice: the raw head numerically, then the
+detections of the NMS graph against the same rule in NumPy on the PyTorch head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from agrideploy.errors import AgrideployError
+from agrideploy.lazy import require
+from agrideploy.record import ModelRecord
+
+DEFAULT_TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "int": 1e-3}
+BOX_TOLERANCE = 1e-3  # matched boxes within this fraction of the image size
+
+
+@dataclass
+class OutputCheck:
+    """One output on one input."""
+
+    input: str
+    output: str
+    max_abs: float
+    max_rel: float
+    cosine: float
+    tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.max_rel <= self.tolerance)
+
+
+@dataclass
+class VerifyReport:
+    checks: List[OutputCheck] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+    detection_failures: List[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks) and not self.detection_failures
+
+    def format(self) -> str:
+        lines = [f"{'input':8s} {'output':12s} {'max abs':>11s} {'max rel':>11s} {'cosine':>10s} {'tol':>8s}  result"]
+        for c in self.checks:
+            lines.append(
+                f"{c.input:8s} {c.output:12s} {c.max_abs:11.3e} {c.max_rel:11.3e} {c.cosine:10.7f} "
+                f"{c.tolerance:8.1e}  {'ok' if c.passed else 'FAIL'}"
+            )
+        return "\n".join(lines + self.notes + self.detection_failures)
+
+
+def check_onnx(model) -> None:
+    """onnx.checker full check (types and shapes too); a failure becomes one line."""
+    onnx = require("onnx")
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AgrideployError(f"exported ONNX fails onnx.checker: {first}") from None
+
+
+def ort_session(model_bytes: bytes):
+    ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def run_ort(session, batch: np.ndarray) -> Dict[str, np.ndarray]:
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, {session.get_inputs()[0].name: batch})))
+
+
+def run_torch(module, batch: np.ndarray, names: Sequence[str]) -> Dict[str, np.ndarray]:
+    torch = require("torch")
+    with torch.no_grad():
+        out = module(torch.from_numpy(batch))
+    out = out if isinstance(out, (tuple, list)) else [out]
+    return {n: o.detach().cpu().numpy() for n, o in zip(names, out)}
+
+
+def compare(label: str, reference: Dict[str, np.ndarray], got: Dict[str, np.ndarray], tolerance: Optional[float]) -> List[OutputCheck]:
+    checks = []
+    for name, ref in reference.items():
+        if name not in got:
+            raise AgrideployError(f"ONNX Runtime returned no output {name!r}")
+        out = got[name]
+        if out.shape != ref.shape:
+            raise AgrideployError(f"output {name}: ONNX Runtime shape {out.shape} differs from PyTorch {ref.shape}")
+        ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+        diff = np.abs(ref64 - out64)
+        max_abs = float(diff.max()) if diff.size else 0.0
+        if np.issubdtype(ref.dtype, np.integer):
+            max_rel = float(np.mean(diff > 0)) if diff.size else 0.0
+            default = DEFAULT_TOLERANCE["int"]
+        else:
+            max_rel = max_abs / max(float(np.abs(ref64).max()) if ref.size else 0.0, 1e-12)
+            default = DEFAULT_TOLERANCE.get(str(ref.dtype), DEFAULT_TOLERANCE["float32"])
+        norm = np.linalg.norm(ref64) * np.linalg.norm(out64)
+        cosine = float(np.dot(ref64.ravel(), out64.ravel()) / norm) if norm > 0 else float(max_abs == 0.0)
+        checks.append(OutputCheck(label, name, max_abs, max_rel, cosine, default if tolerance is None else float(tolerance)))
+    return checks
+
+
+def match_detections(reference: List[Dict[str, np.ndarray]], got: List[Dict[str, np.ndarray]], image_size: float) -> List[str]:
+    """Problems (empty when all match): same count per image, same classes, boxes within the box tolerance."""
+    problems = []
+    limit = BOX_TOLERANCE * image_size
+    for b, (ref, out) in enumerate(zip(reference, got)):
+        if len(ref["scores"]) != len(out["scores"]):
+            problems.append(f"image {b}: ONNX Runtime kept {len(out['scores'])} detections, the NumPy reference {len(ref['scores'])}")
+            continue
+        unmatched = 0
+        free = np.ones(len(out["scores"]), dtype=bool)
+        for box, cls in zip(ref["boxes"], ref["classes"]):
+            err = np.abs(out["boxes"] - box).max(1) if len(out["boxes"]) else np.zeros(0)
+            candidates = np.nonzero(free & (out["classes"] == cls) & (err <= limit))[0]
+            if candidates.size:
+                free[candidates[np.argmin(err[candidates])]] = False
+            else:
+                unmatched += 1
+        if unmatched:
+            problems.append(f"image {b}: {unmatched} of {len(ref['scores'])} detections have no match within {limit:.3g} px")
+    return problems
+
+
+def random_batch(record: ModelRecord, shape: Sequence[int], seed: int = 0) -> np.ndarray:
+    """Fixed random pixels in [0, 255], normalised as the record says the model expects."""
+    pixels = np.random.default_rng(seed).uniform(0.0, 255.0, size=tuple(shape)).astype(np.float32)
+    return normalise(pixels, record)
+
+
+def normalise(pixels: np.ndarray, record: ModelRecord) -> np.ndarray:
+    scale, mean, std = record.normalisation()
+    mean_a = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    std_a = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
+    return ((pixels * np.float32(scale) - mean_a) / std_a).astype(np.float32)
+
+
+def image_batch(path: str, record: ModelRecord, shape: Sequence[int]) -> np.ndarray:
+    """One real image, letterboxed (detectors, as YOLOv5 does) or resized (segmenters), repeated to the batch."""
+    Image = require("PIL.Image", "export")
+    batch, channels, height, width = (int(v) for v in shape)
+    modes = {1: "L", 3: "RGB"}
+    if channels not in modes:
+        raise AgrideployError(f"--verify-image reads 1- or 3-band images with Pillow; this model takes {channels} bands")
+    try:
+        img = Image.open(path)
+        img = img.convert(modes[channels])
+    except (OSError, ValueError) as exc:
+        raise AgrideployError(f"cannot read --verify-image {path}: {exc}") from None
+    if record.letterbox:
+        ratio = min(height / img.height, width / img.width)
+        new_w, new_h = max(1, round(img.width * ratio)), max(1, round(img.height * ratio))
+        canvas = Image.new(modes[channels], (width, height), (record.pad_value,) * channels if channels > 1 else record.pad_value)
+        canvas.paste(img.resize((new_w, new_h), Image.BILINEAR), ((width - new_w) // 2, (height - new_h) // 2))
+        img = canvas
+    else:
+        img = img.resize((width, height), Image.BILINEAR)
+    pixels = np.asarray(img, dtype=np.float32).reshape(height, width, channels).transpose(2, 0, 1)[None]
+    return normalise(np.repeat(pixels, batch, axis=0), record)
+
+
+def verify_export(
+    module,
+    record: ModelRecord,
+    raw_model: bytes,
+    final_model: bytes,
+    *,
+    shape: Sequence[int],
+    output_names: Sequence[str],
+    nms: Optional[Dict[str, float]] = None,
+    image: Optional[str] = None,
+    tolerance: Optional[float] = None,
+) -> VerifyReport:
+    """Check `final_model`; compare `raw_model` (the graph before any NMS add-on) with `module`.
+
+    `nms` ({mode, conf_thres, iou_thres, max_det}) also compares the NMS graph's detections.
+    """
+    from agrideploy.export.nms import reference_detections, split_detections
+
+    check_onnx(final_model)
+    inputs = [("random", random_batch(record, shape))]
+    if image:
+        inputs.append(("image", image_batch(image, record, shape)))
+    report = VerifyReport()
+    raw_session = ort_session(raw_model)
+    torch_out = {}
+    for label, batch in inputs:
+        torch_out[label] = run_torch(module, batch, output_names)
+        report.checks.extend(compare(label, torch_out[label], run_ort(raw_session, batch), tolerance))
+    if not nms:
+        return report
+    if nms["mode"] == "trt":
+        report.notes.append("EfficientNMS_TRT runs only under TensorRT: raw head verified, NMS graph passed onnx.checker")
+        return report
+    nms_session = ort_session(final_model)
+    for label, batch in inputs:
+        expected = reference_detections(torch_out[label]["output0"], nms["conf_thres"], nms["iou_thres"], int(nms["max_det"]))
+        got = split_detections(run_ort(nms_session, batch))
+        problems = match_detections(expected, got, float(max(shape[2:])))
+        report.detection_failures.extend(f"{label}: {p}" for p in problems)
+        counts = ", ".join(str(len(d["scores"])) for d in expected)
+        report.notes.append(f"{label}: NMS detections per image {counts}: {'all matched' if not problems else 'MISMATCH'}")
+    return report
