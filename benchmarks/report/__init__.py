@@ -1,0 +1,1 @@
+"""Reports from results documents: tables (pure), plots (matplotlib, lazy) and their Markdown / HTML / CSV rendering."""
