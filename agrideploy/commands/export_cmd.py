@@ -1,14 +1,83 @@
-"""`agrideploy export`."""
+"""`agrideploy export`: a checkpoint becomes a verified, self-describing ONNX model."""
 
 from __future__ import annotations
 
+import sys
+
+from agrideploy.commands.common import add_model_source, load_model_from_args
 from agrideploy.errors import AgrideployError
+from agrideploy.export.opsets import TRT_TARGETS
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="(being built)")
+    p = sub.add_parser(
+        "export",
+        help="export a checkpoint to verified ONNX",
+        description="Export a checkpoint (or --arch with random weights) to ONNX, with the model record in its "
+        "metadata, then verify it: onnx.checker, and ONNX Runtime against PyTorch on a fixed random input "
+        "(and --verify-image). Exits non-zero, writing nothing, when the outputs differ beyond --tolerance.",
+    )
+    add_model_source(p)
+    p.add_argument("-o", "--output", help="ONNX file (default: <checkpoint>.onnx beside it, or <arch>.onnx here)")
+    p.add_argument("--batch", type=int, default=1, help="batch size of the traced graph (default 1)")
+    p.add_argument("--dynamic", action="store_true", help="dynamic batch dimension")
+    p.add_argument("--dynamic-hw", action="store_true", help="dynamic batch, height and width")
+    p.add_argument("--opset", type=int, help="ONNX opset (default: the newest --target-trt parses)")
+    p.add_argument("--target-trt", choices=TRT_TARGETS, help="TensorRT version the model is for (default opset 17 parses on all)")
+    p.add_argument("--simplify", action="store_true", default=True, help="simplify with onnxslim (default on)")
+    p.add_argument("--no-simplify", dest="simplify", action="store_false", help="keep the exporter's graph as it is")
+    det = p.add_argument_group("detectors")
+    det.add_argument("--nms", choices=("none", "onnx", "trt"), default="none",
+                     help="NMS in the graph: none (raw head), onnx (NonMaxSuppression), trt (EfficientNMS_TRT plugin)")
+    det.add_argument("--conf-thres", type=float, default=0.25, help="--nms score threshold (default 0.25)")
+    det.add_argument("--iou-thres", type=float, default=0.45, help="--nms IoU threshold (default 0.45)")
+    det.add_argument("--max-det", type=int, default=100, help="--nms detections kept per image (default 100)")
+    seg = p.add_argument_group("segmenters")
+    seg.add_argument("--argmax", nargs="?", const="uint8", choices=("uint8", "int32"),
+                     help="output the class mask (uint8 by default) instead of logits")
+    ver = p.add_argument_group("verification")
+    ver.add_argument("--verify", action="store_true", default=True, help="compare ONNX Runtime with PyTorch (default on)")
+    ver.add_argument("--no-verify", dest="verify", action="store_false", help="skip the comparison")
+    ver.add_argument("--verify-image", help="also compare on this image (letterboxed for detectors, resized for segmenters)")
+    ver.add_argument("--tolerance", type=float,
+                     help="max error relative to the largest reference value (default 1e-4 for float32; "
+                     "mismatching mask pixels 1e-3)")
+    p.add_argument("--force", action="store_true", help="overwrite the output file")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    raise AgrideployError("'export' is not available yet")
+    from agrideploy.export.onnx_export import default_output, to_onnx
+    from agrideploy.fileio import check_output_path
+
+    if args.verify_image and not args.verify:
+        raise AgrideployError("--verify-image needs verification; drop --no-verify")
+    if args.output:  # refuse a bad output before the (slow) model load
+        check_output_path(args.output, force=args.force)
+    loaded = load_model_from_args(args)
+    if args.channels is not None and loaded.record.channels != args.channels:
+        raise AgrideployError(f"--channels {args.channels} does not match the model, which takes {loaded.record.channels} bands")
+    output = args.output or str(default_output(loaded))
+    print(f"exporting {loaded.record.arch} -> {output}", file=sys.stderr)
+    result = to_onnx(
+        loaded,
+        output,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        dynamic=args.dynamic,
+        dynamic_hw=args.dynamic_hw,
+        opset=args.opset,
+        target_trt=args.target_trt,
+        simplify=args.simplify,
+        nms=args.nms,
+        conf_thres=args.conf_thres,
+        iou_thres=args.iou_thres,
+        max_det=args.max_det,
+        argmax=args.argmax,
+        verify=args.verify,
+        verify_image=args.verify_image,
+        tolerance=args.tolerance,
+        force=args.force,
+    )
+    print(result.summary())
+    return 0
