@@ -1,0 +1,84 @@
+"""Read an image as H x W x C the way inference and INT8 calibration both need it.
+
+PNG/JPEG/BMP go through Pillow as RGB uint8; TIFF/GeoTIFF go through rasterio (imported on first
+use) keeping every band and its dtype (uint16 reflectances stay uint16). `bands` picks bands by
+their 1-based number, as GDAL and rasterio count them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from agrideploy.errors import AgrideployError
+from agrideploy.lazy import require
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp") + RASTER_SUFFIXES
+
+
+def is_raster(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in RASTER_SUFFIXES
+
+
+def parse_bands(text: Optional[str]) -> Optional[list]:
+    """`--bands 1,2,3,4` -> [1, 2, 3, 4] (1-based band numbers); None keeps every band."""
+    if text is None or str(text).strip() == "":
+        return None
+    try:
+        bands = [int(b) for b in str(text).split(",") if b.strip()]
+    except ValueError:
+        raise AgrideployError(f"--bands takes comma-separated band numbers such as 1,2,3,4, got {text!r}") from None
+    if not bands or min(bands) < 1:
+        raise AgrideployError(f"--bands counts from 1, got {text!r}")
+    return bands
+
+
+def check_band_numbers(bands: Optional[Sequence[int]], available: int, path) -> list:
+    """0-based indices of `bands` in an image with `available` bands."""
+    if bands is None:
+        return list(range(available))
+    missing = [b for b in bands if b > available]
+    if missing:
+        raise AgrideployError(f"{path} has {available} bands; band {missing[0]} does not exist")
+    return [b - 1 for b in bands]
+
+
+def read_image(path: str | os.PathLike, bands: Optional[Sequence[int]] = None) -> np.ndarray:
+    """The image at `path` as H x W x C; a missing or unreadable file is one clear error line."""
+    path = Path(path)
+    if not path.is_file():
+        raise AgrideployError(f"{path}: no such file")
+    if is_raster(path):
+        return _read_raster(path, bands)
+    return _read_pillow(path, bands)
+
+
+def _read_pillow(path: Path, bands: Optional[Sequence[int]]) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            array = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise AgrideployError(f"cannot read image {path}: {_first_line(exc)}") from None
+    return array[:, :, check_band_numbers(bands, array.shape[2], path)]
+
+
+def _read_raster(path: Path, bands: Optional[Sequence[int]]) -> np.ndarray:
+    rasterio = require("rasterio")
+    try:
+        with rasterio.open(path) as src:
+            indexes = [i + 1 for i in check_band_numbers(bands, src.count, path)]
+            data = src.read(indexes)
+    except rasterio.errors.RasterioError as exc:
+        raise AgrideployError(f"cannot read image {path}: {_first_line(exc)}") from None
+    return np.ascontiguousarray(np.transpose(data, (1, 2, 0)))
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

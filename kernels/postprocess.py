@@ -1,0 +1,151 @@
+"""Post-processing, NumPy reference: YOLOv5 decode + NMS, boxes back to the image; segmentation argmax.
+
+The CUDA kernels in decode.cu and argmax.cu compute `decode_yolov5` and `seg_argmax`/`colorize`
+exactly as written here. Detections everywhere are rows of [x1, y1, x2, y2, conf, cls].
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from agrideploy.errors import AgrideployError
+
+MAX_WH = 7680.0  # YOLOv5's class offset: larger than any box side, so classes never overlap
+MAX_NMS = 30000  # candidates kept for NMS, best first
+
+
+def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
+    out = np.empty_like(xywh)
+    half_w, half_h = xywh[..., 2] / 2, xywh[..., 3] / 2
+    out[..., 0] = xywh[..., 0] - half_w
+    out[..., 1] = xywh[..., 1] - half_h
+    out[..., 2] = xywh[..., 0] + half_w
+    out[..., 3] = xywh[..., 1] + half_h
+    return out
+
+
+def decode_yolov5(pred: np.ndarray, conf: float = 0.25) -> List[np.ndarray]:
+    """(B, N, 5+nc) head output -> per image (n, 6) candidates, one label per box as detect.py.
+
+    A box is kept when objectness > conf and objectness x best class score > conf.
+    """
+    pred = np.asarray(pred)
+    if pred.ndim != 3 or pred.shape[2] < 6:
+        raise AgrideployError(f"expected a YOLOv5 output (B, N, 5 + classes), got {pred.shape}")
+    out = []
+    for p in pred.astype(np.float32, copy=False):
+        p = p[p[:, 4] > conf]
+        scores = p[:, 5:] * p[:, 4:5]
+        cls = scores.argmax(1) if len(p) else np.zeros(0, np.int64)
+        best = scores[np.arange(len(p)), cls]
+        keep = best > conf
+        rows = np.concatenate(
+            [xywh_to_xyxy(p[keep, :4]), best[keep, None], cls[keep, None].astype(np.float32)], axis=1
+        )
+        out.append(rows.astype(np.float32))
+    return out
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy box against many (float64, so class offsets cost no precision)."""
+    iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = iw * ih
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = area + areas - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def nms_indices(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy NMS: indices kept, best score first; a box is dropped when IoU > iou with a kept one."""
+    order = np.argsort(-scores, kind="stable")
+    boxes = boxes.astype(np.float64)
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        order = rest[box_iou(boxes[i], boxes[rest]) <= iou]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def nms_candidates(
+    cands: np.ndarray, iou: float = 0.45, max_det: int = 1000, classes: Optional[Sequence[int]] = None
+) -> np.ndarray:
+    """Per-class NMS of one image's (n, 6) candidates via the class-offset trick; best max_det kept."""
+    if classes is not None:
+        cands = cands[np.isin(cands[:, 5].astype(np.int64), np.asarray(list(classes), np.int64))]
+    if not len(cands):
+        return np.zeros((0, 6), np.float32)
+    order = np.argsort(-cands[:, 4], kind="stable")[:MAX_NMS]
+    cands = cands[order]
+    boxes = cands[:, :4].astype(np.float64)
+    offset = max(MAX_WH, float(np.abs(boxes).max()) * 2 + 1)
+    shifted = boxes + cands[:, 5:6].astype(np.float64) * offset
+    keep = nms_indices(shifted, cands[:, 4], iou)[:max_det]
+    return cands[keep]
+
+
+def non_max_suppression(
+    pred: np.ndarray, conf: float = 0.25, iou: float = 0.45, max_det: int = 1000, classes: Optional[Sequence[int]] = None
+) -> List[np.ndarray]:
+    """YOLOv5 head output (B, N, 5+nc) -> per image (n, 6) [x1, y1, x2, y2, conf, cls], best first."""
+    check_thresholds(conf, iou, max_det)
+    return [nms_candidates(c, iou, max_det, classes) for c in decode_yolov5(pred, conf)]
+
+
+def check_thresholds(conf: float, iou: float, max_det: int) -> None:
+    if not 0 <= conf < 1:
+        raise AgrideployError(f"--conf must be in [0, 1), got {conf}")
+    if not 0 < iou <= 1:
+        raise AgrideployError(f"--iou must be in (0, 1], got {iou}")
+    if max_det < 1:
+        raise AgrideployError(f"--max-det must be at least 1, got {max_det}")
+
+
+def scale_boxes(boxes: np.ndarray, info, clip: bool = True) -> np.ndarray:
+    """xyxy boxes in model-input pixels -> pixels of the original image (undo letterbox)."""
+    out = np.asarray(boxes, dtype=np.float64).copy()
+    ry, rx = info.ratio
+    out[..., [0, 2]] = (out[..., [0, 2]] - info.pad_left) / rx
+    out[..., [1, 3]] = (out[..., [1, 3]] - info.pad_top) / ry
+    if clip:
+        h, w = info.src_hw
+        out[..., [0, 2]] = out[..., [0, 2]].clip(0, w)
+        out[..., [1, 3]] = out[..., [1, 3]].clip(0, h)
+    return out
+
+
+def seg_argmax(logits: np.ndarray) -> np.ndarray:
+    """(B, nc, H, W) or (nc, H, W) logits -> class map (uint8 when nc <= 256, else int32); ties go to the lower class."""
+    logits = np.asarray(logits)
+    nc = logits.shape[-3]
+    dtype = np.uint8 if nc <= 256 else np.int32
+    return logits.argmax(axis=-3).astype(dtype)
+
+
+def default_palette(n: int) -> np.ndarray:
+    """n distinct RGB colours (the Pascal VOC bit pattern), (n, 3) uint8."""
+    palette = np.zeros((n, 3), np.uint8)
+    for k in range(n):
+        c, r, g, b = k, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        palette[k] = (r, g, b)
+    return palette
+
+
+def colorize(mask: np.ndarray, palette: Optional[np.ndarray] = None) -> np.ndarray:
+    """Class map (H, W) -> RGB (H, W, 3) uint8 through `palette` (K, 3)."""
+    mask = np.asarray(mask)
+    top = int(mask.max()) + 1 if mask.size else 1
+    palette = default_palette(top) if palette is None else np.asarray(palette, np.uint8)
+    if top > len(palette):
+        raise AgrideployError(f"class map has class {top - 1} but the palette has {len(palette)} colours")
+    return palette[mask.astype(np.int64)]

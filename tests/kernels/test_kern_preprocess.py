@@ -1,0 +1,84 @@
+"""Letterbox, normalisation and their inverse (scale_boxes) on NumPy arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from agrideploy.kernels.postprocess import scale_boxes
+from agrideploy.kernels.preprocess import letterbox, normalize, prepare, resize_bilinear
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agrideploy.errors import AgrideployError
+from agrideploy.record import ModelRecord
+
+
+def _record(**kw):
+    base = dict(task="detect", arch="tiny", names=["a", "b"], imgsz=[64, 64], strides=[8, 16, 32])
+    base.update(kw)
+    return ModelRecord(**base)
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(8, 300), w=st.integers(8, 300), nh=st.integers(2, 20), nw=st.integers(2, 20))
+def test_letterbox_then_scale_back_round_trips(h, w, nh, nw):
+    new_hw = (nh * 32, nw * 32)
+    img = np.zeros((h, w, 3), np.uint8)
+    out, info = letterbox(img, new_hw)
+    assert out.shape == (new_hw[0], new_hw[1], 3)
+    # the corners of the original image, mapped into the input and back
+    r = info.ratio[0]
+    corners = np.array([[0, 0, w, h], [w / 4, h / 3, w / 2, h / 2]], np.float64)
+    placed = corners * r + np.array([info.pad_left, info.pad_top] * 2)
+    np.testing.assert_allclose(scale_boxes(placed, info, clip=False), corners, rtol=0, atol=1e-9)
+    # the padding is centred: both sides differ by at most one pixel
+    rh, rw = round(h * r), round(w * r)
+    assert abs((new_hw[0] - rh - info.pad_top) - info.pad_top) <= 1
+    assert abs((new_hw[1] - rw - info.pad_left) - info.pad_left) <= 1
+
+
+def test_letterbox_places_the_image_and_pads_with_114():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (32, 64, 3), dtype=np.uint8)
+    out, info = letterbox(img, (64, 64))
+    assert info.ratio == (1.0, 1.0) and info.pad_top == 16 and info.pad_left == 0
+    np.testing.assert_array_equal(out[16:48], img)
+    assert (out[:16] == 114).all() and (out[48:] == 114).all()
+
+
+def test_letterbox_auto_pads_to_the_stride_only():
+    out, info = letterbox(np.zeros((100, 200, 3), np.uint8), (640, 640), auto=True, stride=32)
+    assert out.shape[:2] == (320, 640)
+
+
+def test_resize_matches_half_pixel_bilinear_by_hand():
+    img = np.array([[0, 10], [20, 30]], np.float32)[:, :, None]
+    up = resize_bilinear(img, (4, 4))[:, :, 0]
+    # output pixel 1 maps to source 0.25: 0 * 0.75 + 10 * 0.25
+    assert up[0, 1] == pytest.approx(2.5)
+    assert up[0, 0] == 0 and up[3, 3] == 30
+    np.testing.assert_allclose(resize_bilinear(img, (2, 2)), img)
+
+
+def test_normalize_per_band_and_bgr_flip():
+    rec = _record(channels=4, mean=[0.1, 0.2, 0.3, 0.4], std=[0.5, 0.5, 0.25, 2.0], task="segment")
+    img = np.full((2, 3, 4), 255, np.uint16)
+    img[..., 3] = 0
+    chw = normalize(img, rec)
+    assert chw.shape == (4, 2, 3) and chw.dtype == np.float32
+    np.testing.assert_allclose(chw[:, 0, 0], [(1 - 0.1) / 0.5, (1 - 0.2) / 0.5, (1 - 0.3) / 0.25, -0.4 / 2.0], rtol=1e-6)
+    rgb = np.zeros((1, 1, 3), np.uint8)
+    rgb[..., 0] = 255
+    assert normalize(rgb, _record(), bgr=True)[2, 0, 0] == pytest.approx(1.0)
+    assert normalize(rgb, _record(), dtype=np.float16).dtype == np.float16
+
+
+def test_wrong_band_count_is_one_line():
+    with pytest.raises(AgrideployError, match="has 3 bands but tiny takes 4; choose bands with --bands"):
+        prepare(np.zeros((10, 10, 3), np.uint8), _record(channels=4))
+
+
+def test_prepare_stretches_without_letterbox():
+    chw, info = prepare(np.full((10, 20, 3), 255, np.uint8), _record(letterbox=False))
+    assert chw.shape == (3, 64, 64) and info.ratio == (6.4, 3.2)
+    np.testing.assert_allclose(chw, 1.0)
