@@ -1,0 +1,96 @@
+"""to_onnx on small hand-written models: numbers against PyTorch, names, metadata, dynamic axes, determinism."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from agrideploy.export import to_onnx
+from agrideploy.export.metadata import EXPORT_KEY, read_metadata
+from export_tiny_models import tiny_detector, tiny_segmenter
+
+from agrideploy.record import ModelRecord
+
+
+def _run(path, x):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, {"images": x})))
+
+
+def _torch(loaded, x):
+    with torch.no_grad():
+        return loaded.module(torch.from_numpy(x)).numpy()
+
+
+@pytest.fixture(scope="module")
+def det():
+    return tiny_detector()
+
+
+def test_detector_export_matches_pytorch_and_carries_record(det, tmp_path):
+    result = to_onnx(det, tmp_path / "det.onnx", progress=False)
+    assert result.opset == 17 and result.exporter == "torchscript"
+    assert result.verification.passed and result.verification.checks[0].max_rel < 1e-5
+    model = onnx.load(str(result.path))
+    assert [i.name for i in model.graph.input] == ["images"]
+    assert [o.name for o in model.graph.output] == ["output0"]
+    record, info = read_metadata(model)
+    assert record == ModelRecord.from_dict(det.record.to_dict())
+    assert info["opset"] == 17 and info["exporter"] == "torchscript" and info["flags"]["nms"] == "none"
+    props = {p.key: p.value for p in model.metadata_props}
+    assert props["stride"] == "32" and EXPORT_KEY in props
+    x = np.random.default_rng(1).random((1, 3, 64, 64), dtype=np.float32)
+    out = _run(result.path, x)["output0"]
+    assert out.shape == (1, 3 * (8 * 8 + 4 * 4 + 2 * 2), 8)
+    np.testing.assert_allclose(out, _torch(det, x), atol=1e-3, rtol=1e-4)
+
+
+def test_export_twice_is_byte_identical(det, tmp_path):
+    a = to_onnx(det, tmp_path / "a.onnx", progress=False, verify=False)
+    b = to_onnx(det, tmp_path / "b.onnx", progress=False, verify=False)
+    assert hashlib.sha256(a.path.read_bytes()).hexdigest() == hashlib.sha256(b.path.read_bytes()).hexdigest()
+    assert a.sha256 == b.sha256
+
+
+def test_dynamic_batch_and_hw(det, tmp_path):
+    result = to_onnx(det, tmp_path / "dyn.onnx", dynamic_hw=True, progress=False)
+    assert result.inputs[0][1] == ["batch", 3, "height", "width"]
+    for shape in [(1, 3, 64, 64), (3, 3, 96, 128)]:
+        x = np.random.default_rng(2).random(shape, dtype=np.float32)
+        np.testing.assert_allclose(_run(result.path, x)["output0"], _torch(det, x), atol=1e-3, rtol=1e-4)
+
+
+def test_segmenter_logits_and_argmax_masks(tmp_path):
+    seg = tiny_segmenter()
+    x = np.random.default_rng(3).normal(size=(5, 4, 32, 32)).astype(np.float32)
+    ref = _torch(seg, x)
+    logits = to_onnx(seg, tmp_path / "seg.onnx", dynamic=True, progress=False)
+    assert [o[0] for o in logits.outputs] == ["logits"]
+    np.testing.assert_allclose(_run(logits.path, x)["logits"], ref, atol=1e-4, rtol=1e-4)
+    for dtype in ("uint8", "int32"):
+        masked = to_onnx(seg, tmp_path / f"mask_{dtype}.onnx", dynamic=True, argmax=dtype, progress=False)
+        mask = _run(masked.path, x)["mask"]
+        assert mask.dtype == np.dtype(dtype) and mask.shape == (5, 32, 32)
+        assert np.mean(mask == ref.argmax(1)) > 0.999
+
+
+def test_verification_failure_leaves_no_file(tmp_path):
+    class TracesOneBranch(torch.nn.Module):
+        """Data-dependent control flow: the traced graph keeps only the branch the zero dummy took."""
+
+        def forward(self, x):
+            y = x.mean((2, 3), keepdim=True).expand(-1, -1, 2, 2)[:, :1].reshape(x.shape[0], -1, 1)
+            y = y.expand(-1, -1, 8).contiguous()
+            return y * 2 if bool(x.sum() > 0) else y * 3
+
+    det = tiny_detector()
+    det.module = TracesOneBranch()
+    with pytest.raises(Exception) as err:
+        to_onnx(det, tmp_path / "bad.onnx", progress=False)
+    assert "verification failed" in str(err.value) and "FAIL" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
