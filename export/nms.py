@@ -10,8 +10,8 @@ class scores) and end in the same four fixed-shape outputs, so the runtime handl
 
 Rows past num_dets are zero. Scoring follows YOLOv5 detect.py (one label per box): score =
 objectness x class score of the box's best class, kept when above conf_thres, then per-class NMS
-at iou_thres, then the max_det best over all classes. `reference_detections` is the same rule in
-NumPy; verification compares the graph against it.
+at iou_thres, then the max_det best over all classes: the rule of the NumPy reference
+`agrideploy.kernels.postprocess.non_max_suppression`, which verification compares the graph with.
 
 * `onnx`: standard ONNX NonMaxSuppression, runs in ONNX Runtime.
 * `trt`: the EfficientNMS_TRT plugin (TensorRT only; ONNX Runtime cannot load it). It ranks only the
@@ -195,52 +195,12 @@ def _unsqueeze(g: _GraphBuilder, name: str, axis: int, opset: int) -> str:
     return g.op("Unsqueeze", [name, g.const([axis], np.int64)])
 
 
-def reference_detections(raw: np.ndarray, conf_thres: float, iou_thres: float, max_det: int) -> List[Dict[str, np.ndarray]]:
-    """The graph's rule in NumPy: per image, boxes (n,4) x1y1x2y2, scores (n,), classes (n,), best first."""
-    results = []
-    for pred in np.asarray(raw, dtype=np.float32):
-        scores_all = pred[:, 5:] * pred[:, 4:5]
-        classes = scores_all.argmax(1)
-        scores = scores_all[np.arange(len(pred)), classes]
-        keep = scores > conf_thres
-        xy, wh = pred[keep, :2], pred[keep, 2:4]
-        boxes = np.concatenate([xy - wh / 2, xy + wh / 2], 1)
-        scores, classes = scores[keep], classes[keep]
-        chosen = []
-        for c in np.unique(classes):
-            idx = np.nonzero(classes == c)[0]
-            chosen.extend(idx[_greedy_nms(boxes[idx], scores[idx], iou_thres)][:max_det])
-        chosen = np.asarray(chosen, dtype=np.int64)
-        order = chosen[np.argsort(-scores[chosen], kind="stable")][:max_det]
-        results.append({"boxes": boxes[order], "scores": scores[order], "classes": classes[order].astype(np.int32)})
-    return results
-
-
-def _greedy_nms(boxes: np.ndarray, scores: np.ndarray, iou_thres: float) -> np.ndarray:
-    order = np.argsort(-scores, kind="stable")
-    area = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
-    keep = []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        lt = np.maximum(boxes[i, :2], boxes[rest, :2])
-        rb = np.minimum(boxes[i, 2:], boxes[rest, 2:])
-        inter = (rb - lt).clip(0).prod(1)
-        iou = inter / (area[i] + area[rest] - inter + 1e-9)
-        order = rest[iou <= iou_thres]
-    return np.asarray(keep, dtype=np.int64)
-
-
-def split_detections(outputs: Dict[str, np.ndarray]) -> List[Dict[str, np.ndarray]]:
-    """The four fixed-shape NMS outputs as per-image arrays of the valid rows."""
+def split_detections(outputs: Dict[str, np.ndarray]) -> List[np.ndarray]:
+    """The four fixed-shape NMS outputs as per-image (n, 6) rows [x1, y1, x2, y2, score, class],
+    the layout of `agrideploy.kernels.postprocess.non_max_suppression`."""
     results = []
     for b, n in enumerate(np.asarray(outputs["num_dets"]).reshape(-1)):
         n = int(n)
-        results.append(
-            {
-                "boxes": outputs["det_boxes"][b, :n],
-                "scores": outputs["det_scores"][b, :n],
-                "classes": outputs["det_classes"][b, :n].astype(np.int32),
-            }
-        )
+        rows = [outputs["det_boxes"][b, :n], outputs["det_scores"][b, :n, None], outputs["det_classes"][b, :n, None]]
+        results.append(np.concatenate([r.astype(np.float32) for r in rows], axis=1))
     return results

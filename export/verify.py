@@ -111,64 +111,50 @@ def compare(label: str, reference: Dict[str, np.ndarray], got: Dict[str, np.ndar
     return checks
 
 
-def match_detections(reference: List[Dict[str, np.ndarray]], got: List[Dict[str, np.ndarray]], image_size: float) -> List[str]:
-    """Problems (empty when all match): same count per image, same classes, boxes within the box tolerance."""
+def match_detections(reference: List[np.ndarray], got: List[np.ndarray], image_size: float) -> List[str]:
+    """Problems (empty when all match) between per-image (n, 6) detections [x1, y1, x2, y2, score, class]:
+    the same count, and every reference box has an unused one of its class within the box tolerance."""
     problems = []
     limit = BOX_TOLERANCE * image_size
     for b, (ref, out) in enumerate(zip(reference, got)):
-        if len(ref["scores"]) != len(out["scores"]):
-            problems.append(f"image {b}: ONNX Runtime kept {len(out['scores'])} detections, the NumPy reference {len(ref['scores'])}")
+        if len(ref) != len(out):
+            problems.append(f"image {b}: ONNX Runtime kept {len(out)} detections, the NumPy reference {len(ref)}")
             continue
+        free = np.ones(len(out), dtype=bool)
         unmatched = 0
-        free = np.ones(len(out["scores"]), dtype=bool)
-        for box, cls in zip(ref["boxes"], ref["classes"]):
-            err = np.abs(out["boxes"] - box).max(1) if len(out["boxes"]) else np.zeros(0)
-            candidates = np.nonzero(free & (out["classes"] == cls) & (err <= limit))[0]
+        for row in ref:
+            err = np.abs(out[:, :4] - row[:4]).max(1)
+            candidates = np.nonzero(free & (out[:, 5] == row[5]) & (err <= limit))[0]
             if candidates.size:
                 free[candidates[np.argmin(err[candidates])]] = False
             else:
                 unmatched += 1
         if unmatched:
-            problems.append(f"image {b}: {unmatched} of {len(ref['scores'])} detections have no match within {limit:.3g} px")
+            problems.append(f"image {b}: {unmatched} of {len(ref)} detections have no match within {limit:.3g} px")
     return problems
 
 
 def random_batch(record: ModelRecord, shape: Sequence[int], seed: int = 0) -> np.ndarray:
     """Fixed random pixels in [0, 255], normalised as the record says the model expects."""
-    pixels = np.random.default_rng(seed).uniform(0.0, 255.0, size=tuple(shape)).astype(np.float32)
-    return normalise(pixels, record)
+    from agrideploy.kernels.preprocess import normalize
 
-
-def normalise(pixels: np.ndarray, record: ModelRecord) -> np.ndarray:
-    scale, mean, std = record.normalisation()
-    mean_a = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
-    std_a = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
-    return ((pixels * np.float32(scale) - mean_a) / std_a).astype(np.float32)
+    batch, channels, height, width = (int(v) for v in shape)
+    pixels = np.random.default_rng(seed).uniform(0.0, 255.0, size=(batch, height, width, channels)).astype(np.float32)
+    return np.stack([normalize(p, record) for p in pixels])
 
 
 def image_batch(path: str, record: ModelRecord, shape: Sequence[int]) -> np.ndarray:
-    """One real image, letterboxed (detectors, as YOLOv5 does) or resized (segmenters), repeated to the batch."""
-    Image = require("PIL.Image", "export")
-    batch, channels, height, width = (int(v) for v in shape)
-    modes = {1: "L", 3: "RGB"}
-    if channels not in modes:
-        raise AgrideployError(f"--verify-image reads 1- or 3-band images with Pillow; this model takes {channels} bands")
-    try:
-        img = Image.open(path)
-        img = img.convert(modes[channels])
-    except (OSError, ValueError) as exc:
-        raise AgrideployError(f"cannot read --verify-image {path}: {exc}") from None
-    if record.letterbox:
-        ratio = min(height / img.height, width / img.width)
-        new_w, new_h = max(1, round(img.width * ratio)), max(1, round(img.height * ratio))
-        canvas = Image.new(modes[channels], (width, height), (record.pad_value,) * channels if channels > 1 else record.pad_value)
-        canvas.paste(img.resize((new_w, new_h), Image.BILINEAR), ((width - new_w) // 2, (height - new_h) // 2))
-        img = canvas
-    else:
-        img = img.resize((width, height), Image.BILINEAR)
-    pixels = np.asarray(img, dtype=np.float32).reshape(height, width, channels).transpose(2, 0, 1)[None]
-    return normalise(np.repeat(pixels, batch, axis=0), record)
+    """One real image, pre-processed as inference does (letterbox or resize), repeated to the batch."""
+    from agrideploy.kernels.imageio import read_image
+    from agrideploy.kernels.preprocess import prepare
 
+    batch, channels, height, width = (int(v) for v in shape)
+    img = read_image(path)
+    bands = img.shape[2] if img.ndim == 3 else 1
+    if bands != channels:
+        raise AgrideployError(f"--verify-image {path} has {bands} band(s); the model takes {channels}")
+    chw, _ = prepare(img, record, new_hw=(height, width))
+    return np.repeat(chw[None], batch, axis=0)
 
 def verify_export(
     module,
@@ -186,7 +172,8 @@ def verify_export(
 
     `nms` ({mode, conf_thres, iou_thres, max_det}) also compares the NMS graph's detections.
     """
-    from agrideploy.export.nms import reference_detections, split_detections
+    from agrideploy.export.nms import split_detections
+    from agrideploy.kernels.postprocess import non_max_suppression
 
     check_onnx(final_model)
     inputs = [("random", random_batch(record, shape))]
@@ -205,10 +192,10 @@ def verify_export(
         return report
     nms_session = ort_session(final_model)
     for label, batch in inputs:
-        expected = reference_detections(torch_out[label]["output0"], nms["conf_thres"], nms["iou_thres"], int(nms["max_det"]))
+        expected = non_max_suppression(torch_out[label]["output0"], nms["conf_thres"], nms["iou_thres"], int(nms["max_det"]))
         got = split_detections(run_ort(nms_session, batch))
         problems = match_detections(expected, got, float(max(shape[2:])))
         report.detection_failures.extend(f"{label}: {p}" for p in problems)
-        counts = ", ".join(str(len(d["scores"])) for d in expected)
+        counts = ", ".join(str(len(d)) for d in expected)
         report.notes.append(f"{label}: NMS detections per image {counts}: {'all matched' if not problems else 'MISMATCH'}")
     return report

@@ -13,6 +13,7 @@ from agrideploy.export import to_onnx
 from agrideploy.export.metadata import EXPORT_KEY, read_metadata
 from export_tiny_models import tiny_detector, tiny_segmenter
 
+from agrideploy.errors import AgrideployError
 from agrideploy.record import ModelRecord
 
 
@@ -94,3 +95,15 @@ def test_verification_failure_leaves_no_file(tmp_path):
         to_onnx(det, tmp_path / "bad.onnx", progress=False)
     assert "verification failed" in str(err.value) and "FAIL" in str(err.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_verify_image_is_letterboxed_and_compared(det, tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "field.png"
+    Image.fromarray((np.random.default_rng(4).random((50, 80, 3)) * 255).astype(np.uint8)).save(image)
+    result = to_onnx(det, tmp_path / "img.onnx", verify_image=str(image), progress=False)
+    assert [c.input for c in result.verification.checks] == ["random", "image"]
+    assert all(c.passed and c.cosine > 0.99999 for c in result.verification.checks)
+    with pytest.raises(AgrideployError, match="has 3 band"):
+        to_onnx(tiny_segmenter(), tmp_path / "seg.onnx", verify_image=str(image), progress=False)
