@@ -1,0 +1,137 @@
+"""FP16 risk analysis: which layers' activations leave FP16's range, measured on the FP32 graph.
+
+FP16 tops out at 65504 and has no normal numbers below 2**-14; a layer whose FP32 activations
+go past the first overflows, one whose activations sit mostly below the second loses its
+precision (or flushes to zero). Running the FP32 graph in ONNX Runtime with every intermediate
+tensor exposed shows both before an engine is built; the layers found are written as the
+list `agrideploy build --fp16 --fp32-layers FILE` keeps in FP32.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from agrideploy.errors import AgrideployError
+from agrideploy.fileio import write_text_atomic
+from agrideploy.lazy import require
+
+FP16_MAX = 65504.0
+FP16_MIN_NORMAL = 2.0**-14
+FP16_MIN_SUBNORMAL = 2.0**-24
+HEADROOM = 4.0  # pin layers within a factor 4 of overflow: other inputs and fused accumulations go further
+SUBNORMAL_LIMIT = 0.10  # pin layers whose nonzero values are subnormal in FP16 this often
+FLUSH_LIMIT = 0.01  # ... or flush to zero this often
+
+
+@dataclass
+class LayerStats:
+    """What one node's output did across the samples."""
+
+    name: str
+    op: str
+    tensor: str
+    max_abs: float = 0.0
+    nonzero: int = 0
+    subnormal: int = 0
+    flushed: int = 0
+
+    def update(self, value: np.ndarray) -> None:
+        a = np.abs(value.astype(np.float32, copy=False))
+        finite = a[np.isfinite(a)]
+        self.max_abs = max(self.max_abs, float(finite.max()) if finite.size else float("inf"))
+        if finite.size < a.size:
+            self.max_abs = float("inf")
+        nz = finite[finite > 0]
+        self.nonzero += int(nz.size)
+        self.subnormal += int(np.count_nonzero(nz < FP16_MIN_NORMAL))
+        self.flushed += int(np.count_nonzero(nz < FP16_MIN_SUBNORMAL / 2))
+
+    @property
+    def reasons(self) -> List[str]:
+        out = []
+        if self.max_abs >= FP16_MAX:
+            out.append(f"overflows FP16 (max |x| {self.max_abs:.4g} >= 65504)")
+        elif self.max_abs >= FP16_MAX / HEADROOM:
+            out.append(f"near FP16 overflow (max |x| {self.max_abs:.4g})")
+        if self.nonzero and self.flushed / self.nonzero > FLUSH_LIMIT:
+            out.append(f"{100 * self.flushed / self.nonzero:.1f}% of values flush to 0")
+        elif self.nonzero and self.subnormal / self.nonzero > SUBNORMAL_LIMIT:
+            out.append(f"{100 * self.subnormal / self.nonzero:.1f}% of values subnormal (lose precision)")
+        return out
+
+
+def _expose_intermediates(model) -> Dict[str, tuple]:
+    """Make every float node output a graph output; returns tensor -> (node name, op type)."""
+    onnx = require("onnx")
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    present = {o.name for o in model.graph.output}
+    tensors = {}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            continue
+        for out in node.output:
+            vi = types.get(out)
+            if vi is None or vi.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+                continue
+            tensors[out] = (node.name, node.op_type)
+            if out not in present:
+                model.graph.output.append(vi)
+                present.add(out)
+    return tensors
+
+
+def analyse(onnx_path: str | Path, calib: Optional[str] = None, samples: int = 8) -> List[LayerStats]:
+    """Per-node activation statistics of the FP32 graph over `samples` inputs (images from `calib`, else random)."""
+    from agrideploy.optimize.calibration import RANDOM, calibration_batches
+    from agrideploy.optimize.ort_precision import input_shape, load_model, model_record, name_nodes
+
+    ort = require("onnxruntime")
+    if samples < 1:
+        raise AgrideployError("--samples must be at least 1")
+    model = load_model(onnx_path)
+    name_nodes(model)
+    record = model_record(model)
+    shape = input_shape(model, record)
+    tensors = _expose_intermediates(model)
+    if not tensors:
+        raise AgrideployError(f"{onnx_path}: no float activations to check")
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    stats = {t: LayerStats(name=n, op=op, tensor=t) for t, (n, op) in tensors.items()}
+    input_name = session.get_inputs()[0].name
+    for batch in calibration_batches(calib or RANDOM, record, shape, samples):
+        for name, value in zip(names, session.run(names, {input_name: batch})):
+            if name in stats:
+                stats[name].update(np.asarray(value))
+    return list(stats.values())
+
+
+def run_fp16_check(onnx_path: str | Path, calib: Optional[str] = None, samples: int = 8, output: Optional[str] = None, force: bool = False) -> str:
+    """Check `onnx_path` for FP16 risks; write the layers to pin to `output` (JSON); return the report."""
+    if output:
+        from agrideploy.fileio import check_output_path
+
+        check_output_path(output, force=force)
+    layers = analyse(onnx_path, calib=calib, samples=samples)
+    risky = [s for s in layers if s.reasons]
+    pinned = sorted({s.name for s in risky})
+    source = calib or "random inputs (pass --calib for real images)"
+    lines = [f"FP16 check of {onnx_path}: {len(layers)} activations over {samples} samples of {source}"]
+    if risky:
+        lines.append(f"{len(pinned)} layers to keep in FP32:")
+        lines += [f"  {s.name} ({s.op}): {'; '.join(s.reasons)}" for s in sorted(risky, key=lambda s: -s.max_abs)]
+    else:
+        lines.append("no layer leaves the FP16 range")
+    widest = sorted(layers, key=lambda s: -s.max_abs)[:5]
+    lines.append("widest activations: " + ", ".join(f"{s.name} {s.max_abs:.4g}" for s in widest))
+    if output:
+        doc = {"fp32_layers": pinned, "samples": samples, "inputs": str(calib or "random"), "layers": [asdict(s) for s in risky]}
+        write_text_atomic(output, json.dumps(doc, indent=1) + "\n", force=True)
+        lines.append(f"wrote {output}: use it with `agrideploy build --fp16 --fp32-layers {output}`")
+    return "\n".join(lines)

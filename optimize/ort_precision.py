@@ -1,0 +1,280 @@
+"""FP16 and INT8 (Q/DQ) ONNX: reduced precision that lives in the graph itself.
+
+ONNX Runtime runs these on any machine, and TensorRT 11 builds only from such graphs (it has
+no precision flags). Both conversions keep the model's decode tail in FP32: the nodes after the
+last convolution (YOLO grid/anchor arithmetic, the concat of pixel boxes with probabilities,
+DeepLab's final upsampling). Measured on YOLOv5n: quantizing the decode destroys the boxes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Set
+
+from agrideploy.errors import AgrideployError
+from agrideploy.fileio import atomic_output, check_output_path
+from agrideploy.lazy import require
+from agrideploy.record import ModelRecord
+
+CALIB_METHODS = ("entropy", "minmax", "percentile")
+PRECISION_KEY = "agrideploy_precision"
+# ops ONNX Runtime's converter already blocks, plus ones whose FP16 kernels are missing or lossy
+FP16_BLOCKED_OPS = ("Resize", "Upsample", "Range", "TopK", "NonMaxSuppression", "RoiAlign", "CumSum", "Pow", "Exp", "Softmax")
+CONV_OPS = ("Conv", "ConvTranspose")
+PER_CHANNEL_MIN_OPSET = 13  # DequantizeLinear's `axis` needs opset 13
+
+
+def load_model(path: str | Path):
+    onnx = require("onnx")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError, OSError, ...
+        raise AgrideployError(f"{path}: not a readable ONNX model ({exc.__class__.__name__})") from None
+
+
+def default_opset(model) -> int:
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
+def name_nodes(model) -> None:
+    """Give unnamed nodes a stable name: precision lists and TensorRT layers refer to nodes by name."""
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+
+
+def decode_tail(model) -> Set[str]:
+    """Names of the nodes that feed no convolution: the decode after the network proper."""
+    convs = [n for n in model.graph.node if n.op_type in CONV_OPS]
+    if not convs:
+        return set()
+    producer = {out: node for node in model.graph.node for out in node.output}
+    feeds_conv: Set[str] = set()
+    stack = list(convs)
+    while stack:
+        for name in stack.pop().input:
+            parent = producer.get(name)
+            if parent is not None and parent.name not in feeds_conv:
+                feeds_conv.add(parent.name)
+                stack.append(parent)
+    return {n.name for n in model.graph.node if n.name not in feeds_conv and n.op_type not in CONV_OPS}
+
+
+def read_fp32_layers(path: Optional[str | Path]) -> List[str]:
+    """Layer names to keep in FP32, from a JSON list or the object `inspect --fp16-check` writes."""
+    if not path:
+        return []
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise AgrideployError(f"--fp32-layers {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise AgrideployError(f"--fp32-layers {path}: not valid JSON ({exc.msg})") from None
+    names = data.get("fp32_layers") if isinstance(data, dict) else data
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise AgrideployError(f"--fp32-layers {path}: expected a JSON list of layer names")
+    return names
+
+
+def _stamp(model, info: Dict) -> None:
+    """Record how the graph was reduced, next to the model record, for reports and engine builds."""
+    for prop in list(model.metadata_props):
+        if prop.key == PRECISION_KEY:
+            model.metadata_props.remove(prop)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = PRECISION_KEY, json.dumps(info, sort_keys=True)
+
+
+def _save(model, output: Path, force: bool) -> Path:
+    onnx = require("onnx")
+    with atomic_output(output, force=force) as tmp:
+        onnx.save(model, str(tmp))
+    return output
+
+
+def to_fp16(
+    onnx_path: str | Path,
+    output: str | Path,
+    *,
+    fp32_layers: Iterable[str] = (),
+    keep_io_types: bool = True,
+    force: bool = False,
+) -> Path:
+    """Write an FP16 copy of `onnx_path`: IO, the decode tail, blocked ops and `fp32_layers` stay FP32."""
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    model = load_model(onnx_path)
+    name_nodes(model)
+    keep = sorted(decode_tail(model) | set(fp32_layers))
+    unknown = set(fp32_layers) - {n.name for n in model.graph.node}
+    if unknown:
+        print(f"warning: {len(unknown)} --fp32-layers names are not nodes of {onnx_path}: {', '.join(sorted(unknown)[:3])}", file=sys.stderr)
+    blocked = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP16_BLOCKED_OPS))
+    model = convert_float_to_float16(model, keep_io_types=keep_io_types, op_block_list=blocked, node_block_list=keep)
+    _stamp(model, {"precision": "fp16", "keep_io_types": keep_io_types, "fp32_nodes": keep, "fp32_ops": blocked})
+    return _save(model, Path(output), force)
+
+
+class _BatchReader:
+    """onnxruntime.quantization's CalibrationDataReader protocol over our calibration batches."""
+
+    def __init__(self, input_name: str, batches: Iterable):
+        self.input_name = input_name
+        self._batches = iter(batches)
+
+    def get_next(self):
+        batch = next(self._batches, None)
+        return None if batch is None else {self.input_name: batch}
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self.get_next()
+        if item is None:
+            raise StopIteration
+        return item
+
+
+def input_shape(model, record: Optional[ModelRecord], batch: int = 1) -> List[int]:
+    """The (B, C, H, W) to feed the single image input: fixed dims from the graph, the rest from the record."""
+    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if len(inputs) != 1:
+        raise AgrideployError(f"the model has {len(inputs)} inputs; calibration feeds single-input image models")
+    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in inputs[0].type.tensor_type.shape.dim]
+    if len(dims) != 4:
+        raise AgrideployError(f"input {inputs[0].name} has rank {len(dims)}; expected (B, C, H, W)")
+    fallback = [batch, record.channels if record else 3] + (list(record.imgsz) if record else [640, 640])
+    return [fallback[i] if d < 0 or i == 0 else d for i, d in enumerate(dims)]
+
+
+def model_record(model) -> Optional[ModelRecord]:
+    props = {p.key: p.value for p in model.metadata_props}
+    return ModelRecord.from_onnx_props(props) if "agrideploy" in props else None
+
+
+def to_int8(
+    onnx_path: str | Path,
+    output: str | Path,
+    *,
+    calib: str | Path,
+    method: str = "entropy",
+    samples: int = 32,
+    op_types: Sequence[str] = ("Conv",),
+    cache: Optional[str | Path] = None,
+    force: bool = False,
+) -> Path:
+    """Write a static INT8 Q/DQ copy of `onnx_path`, calibrated on `calib` (a folder, data.yaml or "random").
+
+    Symmetric INT8 as TensorRT requires, only `op_types` quantized, the decode tail excluded,
+    weights per channel where the opset allows it.
+    """
+    from agrideploy.optimize.calibration import RANDOM, calibration_batches
+    from onnxruntime import quantization as q
+
+    if method not in CALIB_METHODS:
+        raise AgrideployError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}, got {method!r}")
+    if str(calib) == RANDOM:
+        print("warning: calibrating on random inputs; INT8 ranges will be poor, use real images (--calib DIR)", file=sys.stderr)
+    model = load_model(onnx_path)
+    name_nodes(model)
+    record = model_record(model)
+    shape = input_shape(model, record)
+    opset = default_opset(model)
+    per_channel = opset >= PER_CHANNEL_MIN_OPSET
+    if not per_channel:
+        print(f"note: opset {opset} < {PER_CHANNEL_MIN_OPSET}: weights quantized per tensor (export at opset >= 13 for per-channel)", file=sys.stderr)
+    exclude = sorted(decode_tail(model))
+    reader = _BatchReader(model.graph.input[0].name, _progress(calibration_batches(calib, record, shape, samples), samples))
+    kwargs = {}
+    if cache is not None and "calibration_cache_path" in inspect.signature(q.quantize_static).parameters:
+        kwargs["calibration_cache_path"] = str(cache)
+    method_enum = {"entropy": q.CalibrationMethod.Entropy, "minmax": q.CalibrationMethod.MinMax, "percentile": q.CalibrationMethod.Percentile}
+    _stamp(model, {"precision": "int8", "calib": str(calib), "method": method, "samples": samples, "per_channel": per_channel, "op_types": list(op_types)})
+    output = Path(output)
+    with atomic_output(output, force=force) as tmp, _quiet_quantizer():
+        q.quantize_static(
+            model,
+            str(tmp),
+            reader,
+            quant_format=q.QuantFormat.QDQ,
+            op_types_to_quantize=list(op_types),
+            per_channel=per_channel,
+            activation_type=q.QuantType.QInt8,
+            weight_type=q.QuantType.QInt8,
+            nodes_to_exclude=exclude,
+            calibrate_method=method_enum[method],
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            **kwargs,
+        )
+    return output
+
+
+@contextlib.contextmanager
+def _quiet_quantizer():
+    """onnxruntime.quantization prints progress on stdout and nags on the root logger: keep stdout for results."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def _progress(batches, total: int):
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc="calibrating", unit="img", file=sys.stderr, leave=False) as bar:
+        for batch in batches:
+            bar.update(len(batch))
+            yield batch
+
+
+def build_onnx_variants(
+    onnx_path: str | Path,
+    output: Optional[str | Path],
+    *,
+    fp16: bool,
+    int8: bool,
+    calib: Optional[str] = None,
+    method: str = "entropy",
+    samples: int = 64,
+    fp32_layers_file: Optional[str] = None,
+    force: bool = False,
+) -> List[Path]:
+    """`agrideploy build --backend onnxruntime`: model.fp16.onnx and/or model.int8.onnx next to the model."""
+    from agrideploy.optimize.calibration import RANDOM, calibration_images, calibration_key
+
+    if not (fp16 or int8):
+        raise AgrideployError("choose a precision: --fp16 and/or --int8 (the ONNX model itself is the FP32 artefact)")
+    if output and fp16 and int8:
+        raise AgrideployError("-o names one file: build --fp16 and --int8 separately, or leave -o out")
+    onnx_path = Path(onnx_path)
+    targets = {}
+    if fp16:
+        targets["fp16"] = Path(output) if output else onnx_path.with_suffix(".fp16.onnx")
+    if int8:
+        targets["int8"] = Path(output) if output else onnx_path.with_suffix(".int8.onnx")
+    for path in targets.values():
+        if path.resolve() == onnx_path.resolve():
+            raise AgrideployError(f"-o {path} would overwrite the input model")
+        check_output_path(path, force=force)
+    fp32_layers = read_fp32_layers(fp32_layers_file)
+    done = []
+    if fp16:
+        done.append(to_fp16(onnx_path, targets["fp16"], fp32_layers=fp32_layers, force=force))
+        print(f"FP16 ONNX: IO, decode tail and {', '.join(FP16_BLOCKED_OPS[:2])}... kept FP32 -> {targets['fp16']}", file=sys.stderr)
+    if int8:
+        images = [] if calib == RANDOM else calibration_images(calib)
+        key = calibration_key(calib, images[:samples], method, samples)
+        cache = targets["int8"].parent / f".{targets['int8'].name}.{key}.calib.json"
+        done.append(to_int8(onnx_path, targets["int8"], calib=calib, method=method, samples=samples, cache=cache, force=force))
+        print(f"INT8 Q/DQ ONNX ({method}, {samples} samples of {calib}; Conv only, decode FP32) -> {targets['int8']}", file=sys.stderr)
+    return done

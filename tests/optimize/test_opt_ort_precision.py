@@ -1,0 +1,155 @@
+"""FP16 and INT8 ONNX run in ONNX Runtime and agree with FP32 within stated tolerances.
+
+Tolerances (tiny detector at 64x64, boxes in input pixels; scores in [0, 1]):
+  FP16: boxes 0.5 px, scores 0.01 (observed 0.06 px / 0.001: the decode stays FP32)
+  INT8: scores 0.02, boxes 1 px, top-10 detections overlap >= 6/10 (observed 0.0005 / 0.04 px / 8-9 of 10;
+        this random tiny net's scores are nearly flat, so its top-1 is not a stable gate)
+Segmenter logits: FP16 1e-2 (observed 1e-4), INT8 argmax agreement >= 90 %.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from opt_models import export_tiny, run_ort, sample_input, write_images
+
+from agrideploy.errors import AgrideployError
+from agrideploy.optimize import ort_precision
+from agrideploy.optimize.onnx_meta import read_onnx_summary
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ortprec")
+    det = export_tiny(root / "det.onnx", "detect", dynamic=True)
+    seg = export_tiny(root / "seg.onnx", "segment")
+    return {
+        "root": root,
+        "det": det,
+        "seg": seg,
+        "det_imgs": write_images(root / "det_imgs", 16, bands=3),
+        "seg_imgs": write_images(root / "seg_imgs", 16, bands=4),
+    }
+
+
+def test_decode_tail_is_what_follows_the_last_conv(work):
+    model = ort_precision.load_model(work["det"])
+    ort_precision.name_nodes(model)
+    tail = ort_precision.decode_tail(model)
+    ops = {n.op_type for n in model.graph.node if n.name in tail}
+    assert "Conv" not in ops
+    assert {"Sigmoid", "Concat", "Pow"} <= ops
+    # nothing before the head feeds the tail alone: every backbone activation is upstream of a Conv
+    body = [n for n in model.graph.node if n.name not in tail and n.op_type == "Sigmoid"]
+    assert len(body) == 4  # the four SiLU sigmoids of the backbone
+
+
+def test_fp16_detector_agrees_and_keeps_io_fp32(work):
+    out = ort_precision.to_fp16(work["det"], work["root"] / "det.fp16.onnx", force=True)
+    summary = read_onnx_summary(out)
+    assert summary.has_fp16 and "Cast" in summary.op_types
+    info = json.loads(summary.metadata[ort_precision.PRECISION_KEY])
+    assert info["precision"] == "fp16" and info["keep_io_types"]
+    assert "agrideploy" in summary.metadata  # the model record travels with the artefact
+    x = sample_input("detect", batch=2)
+    ref, got = run_ort(work["det"], x), run_ort(out, x)
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    assert np.abs(got[..., :4] - ref[..., :4]).max() < 0.5
+    assert np.abs(got[..., 4:] - ref[..., 4:]).max() < 0.01
+
+
+def test_fp16_pins_requested_layers(work):
+    model = ort_precision.load_model(work["det"])
+    ort_precision.name_nodes(model)
+    first_conv = next(n.name for n in model.graph.node if n.op_type == "Conv")
+    out = ort_precision.to_fp16(work["det"], work["root"] / "det.pin.fp16.onnx", fp32_layers=[first_conv], force=True)
+    info = json.loads(read_onnx_summary(out).metadata[ort_precision.PRECISION_KEY])
+    assert first_conv in info["fp32_nodes"]
+    converted = ort_precision.load_model(out)
+    conv = next(n for n in converted.graph.node if n.name == first_conv)
+    weight = next(t for t in converted.graph.initializer if t.name == conv.input[1])
+    assert weight.data_type == 1  # FLOAT: the pinned conv kept FP32 weights
+
+
+def test_fp16_segmenter_agrees(work):
+    out = ort_precision.to_fp16(work["seg"], work["root"] / "seg.fp16.onnx", force=True)
+    x = sample_input("segment")
+    assert np.abs(run_ort(out, x) - run_ort(work["seg"], x)).max() < 1e-2
+
+
+def test_int8_detector_agrees_with_fp32(work):
+    out = ort_precision.to_int8(work["det"], work["root"] / "det.int8.onnx", calib=work["det_imgs"], samples=16, method="minmax", force=True)
+    summary = read_onnx_summary(out)
+    assert summary.has_qdq
+    info = json.loads(summary.metadata[ort_precision.PRECISION_KEY])
+    assert info["per_channel"] is True and info["op_types"] == ["Conv"]
+    model = ort_precision.load_model(out)
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    tail = ort_precision.decode_tail(model)
+    tail_inputs = {i for n in model.graph.node if n.name in tail for i in n.input}
+    assert len(dequantized) >= 5  # every conv's input and weight
+    x = sample_input("detect", batch=2)
+    ref, got = run_ort(work["det"], x), run_ort(out, x)
+    assert np.abs(got[..., 4:] - ref[..., 4:]).max() < 0.02
+    assert np.abs(got[..., :4] - ref[..., :4]).max() < 1.0
+    score_ref, score_got = ref[..., 4] * ref[..., 5:].max(-1), got[..., 4] * got[..., 5:].max(-1)
+    for b in range(len(x)):
+        top_ref, top_got = set(np.argsort(-score_ref[b])[:10]), set(np.argsort(-score_got[b])[:10])
+        assert len(top_ref & top_got) >= 6
+    assert tail and not dequantized & tail_inputs  # the decode reads FP32 tensors only
+
+
+def test_int8_segmenter_argmax_agrees(work):
+    out = ort_precision.to_int8(work["seg"], work["root"] / "seg.int8.onnx", calib=work["seg_imgs"], samples=16, method="percentile", force=True)
+    x = sample_input("segment")
+    ref, got = run_ort(work["seg"], x), run_ort(out, x)
+    assert (ref.argmax(1) == got.argmax(1)).mean() >= 0.9
+
+
+def test_per_channel_needs_opset_13(work, capsys):
+    old = export_tiny(work["root"] / "det12.onnx", "detect", opset=12)
+    out = ort_precision.to_int8(old, work["root"] / "det12.int8.onnx", calib="random", samples=2, force=True)
+    info = json.loads(read_onnx_summary(out).metadata[ort_precision.PRECISION_KEY])
+    assert info["per_channel"] is False
+    err = capsys.readouterr().err
+    assert "opset 12" in err and "random" in err
+
+
+def test_unknown_calibration_method_is_refused(work):
+    with pytest.raises(AgrideployError, match="--calib-method"):
+        ort_precision.to_int8(work["det"], work["root"] / "x.onnx", calib="random", method="kl")
+
+
+def test_fp32_layers_file_forms(tmp_path):
+    plain = tmp_path / "a.json"
+    plain.write_text('["conv1", "conv2"]')
+    report = tmp_path / "b.json"
+    report.write_text('{"fp32_layers": ["conv3"], "layers": []}')
+    assert ort_precision.read_fp32_layers(plain) == ["conv1", "conv2"]
+    assert ort_precision.read_fp32_layers(report) == ["conv3"]
+    bad = tmp_path / "c.json"
+    bad.write_text('{"fp32_layers": 3}')
+    with pytest.raises(AgrideployError, match="list of layer names"):
+        ort_precision.read_fp32_layers(bad)
+
+
+def test_build_cli_makes_both_variants(work, cli):
+    out = cli("build", work["det"], "--fp16", "--int8", "--calib", work["det_imgs"], "--calib-samples", "4", "--force")
+    assert out.returncode == 0, out.stderr
+    made = out.stdout.split()
+    assert [p.endswith(s) for p, s in zip(made, ("det.fp16.onnx", "det.int8.onnx"))] == [True, True]
+    assert "onnxruntime" in out.stderr  # says why it did not build an engine
+    x = sample_input("detect")
+    for path in made:
+        assert run_ort(path, x).shape == run_ort(work["det"], x).shape
+
+
+def test_build_cli_user_errors(work, cli):
+    no_calib = cli("build", work["det"], "--int8")
+    assert no_calib.returncode == 2 and "--calib" in no_calib.stderr
+    no_precision = cli("build", work["det"], "--backend", "onnxruntime")
+    assert no_precision.returncode == 2 and "--fp16" in no_precision.stderr
+    exists = cli("build", work["det"], "--fp16", "-o", work["det"])
+    assert exists.returncode == 2 and "Traceback" not in exists.stderr
