@@ -171,7 +171,8 @@ def to_int8(
 ) -> Path:
     """Write a static INT8 Q/DQ copy of `onnx_path`, calibrated on `calib` (a folder, data.yaml or "random").
 
-    Symmetric INT8 as TensorRT requires, only `op_types` quantized, the decode tail excluded,
+    Symmetric INT8 as TensorRT requires; only the inputs and weights of `op_types` quantized (Q/DQ in
+    front of each conv, as TensorRT places them), so the decode tail reads FP32;
     weights per channel where the opset allows it.
     """
     from agrideploy.optimize.calibration import RANDOM, calibration_batches
@@ -209,7 +210,7 @@ def to_int8(
             weight_type=q.QuantType.QInt8,
             nodes_to_exclude=exclude,
             calibrate_method=method_enum[method],
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "OpTypesToExcludeOutputQuantization": list(op_types)},
             **kwargs,
         )
     return output
