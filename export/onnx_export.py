@@ -68,13 +68,11 @@ def choose_exporter(opset: int) -> str:
     return "torchscript" if opset <= MAX_EXPORT_OPSET else "dynamo"
 
 
-def default_output(loaded, cwd: Optional[Path] = None) -> Path:
-    """<checkpoint stem>.onnx beside the checkpoint, or <arch>.onnx here for random weights."""
-    record = loaded.record
-    if record.source_name and record.source_format != "random-init":
-        source = Path(record.source_name)
-        return source.with_suffix(".onnx")
-    return (cwd or Path(".")) / f"{Path(record.arch).stem}.onnx"
+def default_output(checkpoint: Optional[str], arch: str) -> Path:
+    """<checkpoint stem>.onnx beside the checkpoint, or <arch>.onnx in the current folder."""
+    if checkpoint:
+        return Path(checkpoint).with_suffix(".onnx")
+    return Path(f"{Path(arch).stem}.onnx")
 
 
 def to_onnx(
@@ -130,7 +128,9 @@ def to_onnx(
     opset = resolve_opset(opset, target_trt)
     target = check_target(target_trt) if target_trt is not None else None
     exporter = choose_exporter(opset)
-    path = check_output_path(output if output is not None else default_output(loaded), force=force)
+    if output is None:
+        output = default_output(record.source_name if record.source_format != "random-init" else None, record.arch)
+    path = check_output_path(output, force=force)
 
     onnx = require("onnx")
     require("torch")

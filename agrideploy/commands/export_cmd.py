@@ -57,7 +57,7 @@ def run(args) -> int:
     loaded = load_model_from_args(args)
     if args.channels is not None and loaded.record.channels != args.channels:
         raise AgrideployError(f"--channels {args.channels} does not match the model, which takes {loaded.record.channels} bands")
-    output = args.output or str(default_output(loaded))
+    output = args.output or str(default_output(args.checkpoint, loaded.record.arch))
     print(f"exporting {loaded.record.arch} -> {output}", file=sys.stderr)
     result = to_onnx(
         loaded,

@@ -51,11 +51,13 @@ def test_detector_export_matches_pytorch_and_carries_record(det, tmp_path):
     np.testing.assert_allclose(out, _torch(det, x), atol=1e-3, rtol=1e-4)
 
 
-def test_export_twice_is_byte_identical(det, tmp_path):
-    a = to_onnx(det, tmp_path / "a.onnx", progress=False, verify=False)
-    b = to_onnx(det, tmp_path / "b.onnx", progress=False, verify=False)
+@pytest.mark.parametrize("nms", ["none", "onnx"])
+def test_export_twice_is_byte_identical(det, tmp_path, nms):
+    a = to_onnx(det, tmp_path / "a.onnx", nms=nms, dynamic=True, progress=False, verify=False)
+    b = to_onnx(det, tmp_path / "b.onnx", nms=nms, dynamic=True, progress=False, verify=False)
     assert hashlib.sha256(a.path.read_bytes()).hexdigest() == hashlib.sha256(b.path.read_bytes()).hexdigest()
     assert a.sha256 == b.sha256
+    assert a.path.stat().st_size > 10_000
 
 
 def test_dynamic_batch_and_hw(det, tmp_path):
