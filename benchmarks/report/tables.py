@@ -380,7 +380,8 @@ def model_table(rows: Sequence[Dict[str, Any]]) -> Table:
     groups: "OrderedDict[Tuple, List[Dict[str, Any]]]" = OrderedDict()
     for r in rows:
         groups.setdefault((r["task"], r["model"], r["imgsz"], r["channels"]), []).append(r)
-    for (task, model, imgsz, channels), group in groups.items():
+    ordered = sorted(groups.items(), key=lambda kv: (kv[0][0], _pixels(kv[0][2]), kv[1][0]["params"] or 0, kv[0][1]))
+    for (task, model, imgsz, channels), group in ordered:
         sized = [r for r in group if r["size_bytes"] is not None]
         fp32 = [r for r in sized if r["precision"] == "fp32"]
         size = max(r["size_bytes"] for r in (fp32 or sized)) if sized else None
@@ -399,6 +400,11 @@ def model_table(rows: Sequence[Dict[str, Any]]) -> Table:
             _mib(size), *cells,
         ])
     return table
+
+
+def _pixels(imgsz: str) -> int:
+    h, _, w = imgsz.partition("x")
+    return int(h) * int(w) if h.isdigit() and w.isdigit() else 0
 
 
 def comparison_table(rows: Sequence[Dict[str, Any]]) -> Optional[Table]:
