@@ -1,0 +1,114 @@
+"""Detection pipeline: letterbox -> infer -> decode + NMS (unless the graph has it) -> boxes on the image.
+
+Written once against the Runner, so a checkpoint, its ONNX and its engine give the same boxes by
+the same code. Each stage is timed (pre / infer / post, ms per image) for the benchmarks.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from agrideploy.kernels.postprocess import check_thresholds, nms_candidates, scale_boxes
+from agrideploy.runtime.runner import Runner
+
+from agrideploy.errors import AgrideployError
+
+NMS_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")
+
+
+class StageTimer:
+    """Milliseconds per stage and call, kept for the benchmark's stage breakdown."""
+
+    def __init__(self, stages: Sequence[str]):
+        self.ms: Dict[str, List[float]] = {s: [] for s in stages}
+        self._stage: Optional[str] = None
+        self._start = 0.0
+
+    def start(self, stage: str) -> None:
+        self._stage, self._start = stage, time.perf_counter()
+
+    def stop(self) -> None:
+        self.ms[self._stage].append((time.perf_counter() - self._start) * 1e3)
+
+    def medians(self) -> Dict[str, float]:
+        return {s: float(np.median(v)) for s, v in self.ms.items() if v}
+
+
+def model_input(runner: Runner):
+    """(name, batch, (h, w), dtype) of the runner's single image input; -1 dims fall back to the record."""
+    specs = runner.input_specs
+    if len(specs) != 1:
+        raise AgrideployError(f"expected one image input, the model has {len(specs)}")
+    spec = specs[0]
+    if len(spec.shape) != 4:
+        raise AgrideployError(f"input {spec.name} has shape {spec.shape}; expected (B, C, H, W)")
+    batch, _, h, w = spec.shape
+    rec_h, rec_w = runner.record.imgsz
+    return spec.name, max(batch, 1), (h if h > 0 else rec_h, w if w > 0 else rec_w), np.dtype(spec.dtype)
+
+
+def pad_batch(x: np.ndarray, batch: int) -> np.ndarray:
+    """Zero-pad a (n, C, H, W) batch to a model's fixed batch size."""
+    if len(x) == batch:
+        return x
+    return np.concatenate([x, np.zeros((batch - len(x),) + x.shape[1:], x.dtype)])
+
+
+class DetectionPipeline:
+    """`DetectionPipeline(runner, conf, iou, max_det)(image) -> (n, 6)` [x1, y1, x2, y2, conf, cls] in image pixels.
+
+    The runner must be active. `ops` holds prepare/decode_yolov5 (kernels.gpu on a GPU backend,
+    the NumPy references otherwise; see kernels.gpu.ops_for).
+    """
+
+    def __init__(self, runner: Runner, conf: float = 0.25, iou: float = 0.45, max_det: int = 1000, classes=None, ops=None):
+        check_thresholds(conf, iou, max_det)
+        if runner.record is None:
+            raise AgrideployError("the runner has no model record; activate it first")
+        runner.record.expect_task("detect", "detection")
+        if ops is None:
+            from agrideploy.kernels.gpu import ops_for
+
+            ops = ops_for(runner)
+        self.runner, self.ops = runner, ops
+        self.conf, self.iou, self.max_det, self.classes = conf, iou, max_det, classes
+        self.input_name, self.batch, self.hw, self.dtype = model_input(runner)
+        self.in_graph_nms = all(name in [s.name for s in runner.output_specs] for name in NMS_OUTPUTS)
+        self.timer = StageTimer(("pre", "infer", "post"))
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        self.timer.start("pre")
+        chw, info = self.ops.prepare(image, self.runner.record, self.dtype, self.hw)
+        feed = {self.input_name: pad_batch(chw[None], self.batch)}
+        self.timer.stop()
+        self.timer.start("infer")
+        out = self.runner.infer(feed)
+        self.timer.stop()
+        self.timer.start("post")
+        dets = self._graph_detections(out) if self.in_graph_nms else self._decode(out)
+        dets[:, :4] = scale_boxes(dets[:, :4], info)
+        self.timer.stop()
+        return dets
+
+    def _decode(self, out: Dict[str, np.ndarray]) -> np.ndarray:
+        raw = out["output0"] if "output0" in out else next(iter(out.values()))
+        cands = self.ops.decode_yolov5(raw[:1].astype(np.float32), self.conf)[0]
+        return nms_candidates(cands, self.iou, self.max_det, self.classes)
+
+    def _graph_detections(self, out: Dict[str, np.ndarray]) -> np.ndarray:
+        """The four NMS outputs of image 0 as (n, 6) rows; our thresholds still apply on top of the graph's."""
+        n = int(np.asarray(out["num_dets"]).reshape(-1)[0])
+        rows = np.concatenate(
+            [
+                np.asarray(out["det_boxes"][0, :n], np.float32),
+                np.asarray(out["det_scores"][0, :n], np.float32)[:, None],
+                np.asarray(out["det_classes"][0, :n], np.float32)[:, None],
+            ],
+            axis=1,
+        )
+        rows = rows[rows[:, 4] > self.conf]
+        if self.classes is not None:
+            rows = rows[np.isin(rows[:, 5].astype(np.int64), list(self.classes))]
+        return rows[np.argsort(-rows[:, 4], kind="stable")][: self.max_det]
