@@ -101,6 +101,7 @@ th, td { border-bottom: 1px solid var(--line); padding: 4px 9px; text-align: lef
 th { background: var(--band); font-weight: 600; white-space: normal; max-width: 190px; vertical-align: bottom; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr:hover td { background: #eef4fb; }
+tr.group td { border-top: 2px solid #aab7c4; }
 td.flag { color: var(--warn); font-weight: 600; background: #fff3e0; }
 figure { margin: 14px 0 6px; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
@@ -129,7 +130,10 @@ def html_table(table: Table) -> str:
     numeric = _numeric_columns(table)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
     rows = []
+    previous = None
     for row in table.rows:
+        group = ' class="group"' if previous is not None and str(row[0]) != previous else ""
+        previous = str(row[0])
         cells = []
         for i, cell in enumerate(row):
             classes = ["num"] if i in numeric else []
@@ -139,7 +143,7 @@ def html_table(table: Table) -> str:
                 title = f' title="{html.escape(cell.why)}"'
             cls = f' class="{" ".join(classes)}"' if classes else ""
             cells.append(f"<td{cls}{title}>{html.escape(str(cell))}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
+        rows.append(f"<tr{group}>" + "".join(cells) + "</tr>")
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
 
 
