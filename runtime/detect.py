@@ -6,47 +6,29 @@ the same code. Each stage is timed (pre / infer / post, ms per image) for the be
 
 from __future__ import annotations
 
-import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict
 
 import numpy as np
 from agrideploy.kernels.postprocess import check_thresholds, nms_candidates, scale_boxes
 from agrideploy.runtime.runner import Runner
+from agrideploy.runtime.timing import StageTimer
 
 from agrideploy.errors import AgrideployError
 
 NMS_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")
 
 
-class StageTimer:
-    """Milliseconds per stage and call, kept for the benchmark's stage breakdown."""
-
-    def __init__(self, stages: Sequence[str]):
-        self.ms: Dict[str, List[float]] = {s: [] for s in stages}
-        self._stage: Optional[str] = None
-        self._start = 0.0
-
-    def start(self, stage: str) -> None:
-        self._stage, self._start = stage, time.perf_counter()
-
-    def stop(self) -> None:
-        self.ms[self._stage].append((time.perf_counter() - self._start) * 1e3)
-
-    def medians(self) -> Dict[str, float]:
-        return {s: float(np.median(v)) for s, v in self.ms.items() if v}
-
-
 def model_input(runner: Runner):
-    """(name, batch, (h, w), dtype) of the runner's single image input; -1 dims fall back to the record."""
+    """(spec, (h, w)) of the runner's single image input; a free H or W falls back to the record's size."""
     specs = runner.input_specs
     if len(specs) != 1:
         raise AgrideployError(f"expected one image input, the model has {len(specs)}")
     spec = specs[0]
     if len(spec.shape) != 4:
         raise AgrideployError(f"input {spec.name} has shape {spec.shape}; expected (B, C, H, W)")
-    batch, _, h, w = spec.shape
     rec_h, rec_w = runner.record.imgsz
-    return spec.name, max(batch, 1), (h if h > 0 else rec_h, w if w > 0 else rec_w), np.dtype(spec.dtype)
+    h, w = spec.shape[2:]
+    return spec, (h if h > 0 else rec_h, w if w > 0 else rec_w)
 
 
 def pad_batch(x: np.ndarray, batch: int) -> np.ndarray:
@@ -74,7 +56,8 @@ class DetectionPipeline:
             ops = ops_for(runner)
         self.runner, self.ops = runner, ops
         self.conf, self.iou, self.max_det, self.classes = conf, iou, max_det, classes
-        self.input_name, self.batch, self.hw, self.dtype = model_input(runner)
+        spec, self.hw = model_input(runner)
+        self.input_name, self.batch, self.dtype = spec.name, max(spec.shape[0], 1), np.dtype(spec.dtype)
         self.in_graph_nms = all(name in [s.name for s in runner.output_specs] for name in NMS_OUTPUTS)
         self.timer = StageTimer(("pre", "infer", "post"))
 
