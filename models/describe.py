@@ -1,0 +1,101 @@
+"""`agrideploy inspect CHECKPOINT`: what was read, what it computes, and whether the weights fitted."""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+from agrideploy.models.loaded import LoadedModel
+
+from agrideploy.errors import AgrideployError
+from agrideploy.record import ModelRecord
+
+NAMES_SHOWN = 10
+UPSTREAM_IMGSZ = 640  # YOLOv5 prints its GFLOPs at 640
+
+
+def describe_model(loaded: LoadedModel) -> str:
+    """Aligned `label  value` lines; parameter count formatted as upstream prints it (7,235,389)."""
+    from agrideploy.models.flops import count_params
+
+    r = loaded.record
+    rows: List[Tuple[str, str]] = [
+        ("format", loaded.source_format),
+        ("file", _file(r)),
+        ("task", r.task),
+        ("architecture", r.arch),
+        ("classes", _classes(r.names)),
+        ("input", f"{r.channels} channels, {r.imgsz[0]}x{r.imgsz[1]} (height x width)" + (f", letterbox pad {r.pad_value}" if r.letterbox else "")),
+        ("normalisation", _normalisation(r)),
+        ("parameters", f"{count_params(loaded.module):,}"),
+        ("GFLOPs", _gflops(loaded)),
+    ]
+    if r.task == "detect":
+        rows.append(("strides", ", ".join(str(s) for s in r.strides or []) or "unknown"))
+        rows.append(("anchors", _anchors(r)))
+    else:
+        rows.append(("output stride", f"{r.output_stride} (not stored in the weights; --output-stride)"))
+    rows.append(("weights", "random (no checkpoint): every figure is for the design, not a trained model" if loaded.random_init else "from the checkpoint"))
+    rows.append(("key match", loaded.match.summary()))
+    rows.extend(("note", n) for n in loaded.notes)
+    width = max(len(label) for label, _ in rows) + 2
+    return "\n".join(f"{label:<{width}}{value}" for label, value in rows)
+
+
+def _file(r: ModelRecord) -> str:
+    if not r.source_name:
+        return "none"
+    return f"{r.source_name} (sha256 {r.source_sha256[:16]}...)" if r.source_sha256 else r.source_name
+
+
+def _classes(names: List[str]) -> str:
+    shown = ", ".join(names[:NAMES_SHOWN])
+    more = f", ... (+{len(names) - NAMES_SHOWN} more)" if len(names) > NAMES_SHOWN else ""
+    return f"{len(names)}: {shown}{more}"
+
+
+def _normalisation(r: ModelRecord) -> str:
+    scale, mean, std = r.normalisation()
+    text = f"x * {scale:.6g}" if abs(scale * 255.0 - 1.0) > 1e-9 else "x / 255"
+    if r.mean is None and r.std is None:
+        return text
+    return f"({text} - mean {_floats(mean)}) / std {_floats(std)}"
+
+
+def _floats(values: List[float]) -> str:
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
+def _gflops(loaded: LoadedModel) -> str:
+    r = loaded.record
+    here = _gflops_at(loaded, r.imgsz)
+    if here is None:
+        return "not countable for this module"
+    text = f"{here:.1f} at {r.imgsz[0]}x{r.imgsz[1]}"
+    if r.task == "detect" and r.imgsz != [UPSTREAM_IMGSZ, UPSTREAM_IMGSZ]:
+        upstream = _gflops_at(loaded, [UPSTREAM_IMGSZ, UPSTREAM_IMGSZ])
+        if upstream is not None:
+            text += f" ({upstream:.1f} at {UPSTREAM_IMGSZ}x{UPSTREAM_IMGSZ}, the size upstream reports)"
+    return text
+
+
+def _gflops_at(loaded: LoadedModel, imgsz: List[int]) -> Optional[float]:
+    from agrideploy.models.flops import gflops
+
+    try:
+        return float(gflops(loaded.module, list(imgsz), loaded.record.channels))
+    except (AgrideployError, RuntimeError, TypeError, AttributeError):
+        return None  # e.g. a TorchScript module the counter cannot hook
+
+
+def _anchors(r: ModelRecord) -> str:
+    if not r.anchors:
+        return "not in the model"
+    levels = []
+    for stride, level in zip(r.strides or [], r.anchors):
+        pairs = " ".join(f"{_num(level[i])},{_num(level[i + 1])}" for i in range(0, len(level), 2))
+        levels.append(f"/{stride}: {pairs}")
+    return " | ".join(levels) + " (pixels)"
+
+
+def _num(v: float) -> str:
+    return f"{v:g}"
