@@ -9,9 +9,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from agd_factory_net import TinySegmenter, build, trained_state_dict  # noqa: E402
+from agrideploy.models import load_model  # noqa: E402
 
 from agrideploy.errors import AgrideployError  # noqa: E402
-from agrideploy.models import load_model  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 FACTORY = "agd_factory_net:build"

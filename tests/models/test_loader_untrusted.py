@@ -10,9 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from agd_factory_net import TinySegmenter, trained_state_dict  # noqa: E402
+from agrideploy.models import load_model  # noqa: E402
 
 from agrideploy.errors import AgrideployError  # noqa: E402
-from agrideploy.models import load_model  # noqa: E402
 
 
 class _RunsCommand:

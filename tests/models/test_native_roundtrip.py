@@ -9,10 +9,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from agd_factory_net import trained_state_dict  # noqa: E402
-
-from agrideploy.errors import AgrideployError  # noqa: E402
 from agrideploy.models import create_model, load_model, save_checkpoint  # noqa: E402
 from agrideploy.models.checkpoints.native import FORMAT  # noqa: E402
+
+from agrideploy.errors import AgrideployError  # noqa: E402
 
 FACTORY = "agd_factory_net:build"
 SOURCE_FIELDS = ("source_format", "source_name", "source_sha256")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from agrideploy.errors import AgrideployError
 from agrideploy.models import list_archs
 from agrideploy.models.loaded import KeyMatch
 from agrideploy.models.zoo import ARCHS, class_names, get_arch, normalisation
+
+from agrideploy.errors import AgrideployError
 
 REQUIRED = ["yolov5n", "yolov5s", "yolov5m", "effv2s-yolov5", "effv2b0-yolov5", "deeplabv3plus-xception", "deeplabv3plus-mobilenetv2"]
 
