@@ -108,15 +108,22 @@ def infer_step(runner, feed: Dict[str, np.ndarray]) -> Step:
     return step
 
 
-def frame_step(run_frame: Callable[[], Dict[str, float]]) -> Step:
-    """One frame through a pipeline: `run_frame()` returns its stage times {"pre", "infer", "post"} in ms."""
+def pipeline_step(call: Callable[[], Any], timer) -> Step:
+    """One frame through a runtime pipeline: `call()` runs it, `timer.ms` (runtime.timing.StageTimer)
+    gathers its stage times. A stage timed several times in one frame (tiles in batches) is summed;
+    a pipeline that does not time "post" gets the rest of the frame's wall time as post."""
 
     def step() -> Dict[str, Optional[float]]:
+        before = {stage: len(kept) for stage, kept in timer.ms.items()}
         t0 = time.perf_counter()
-        stages = run_frame()
-        out: Dict[str, Optional[float]] = {"end_to_end": (time.perf_counter() - t0) * 1e3}
-        for name in ("pre", "infer", "post"):
-            out[name] = stages.get(name)
+        call()
+        wall = (time.perf_counter() - t0) * 1e3
+        out: Dict[str, Optional[float]] = {"end_to_end": wall}
+        for stage in ("pre", "infer", "post"):
+            new = timer.ms.get(stage, [])[before.get(stage, 0):]
+            out[stage] = float(sum(new)) if new else None
+        if out["post"] is None and out["pre"] is not None and out["infer"] is not None:
+            out["post"] = max(0.0, wall - out["pre"] - out["infer"])
         return out
 
     return step
@@ -171,12 +178,3 @@ def throughput_block(loop: Loop, batch: int, imgsz: Sequence[int], tiles_per_s: 
         "tiles_per_s": tiles_per_s,
     }
 
-
-def pipeline_frame(pipeline, image: np.ndarray) -> Callable[[], Dict[str, float]]:
-    """A frame function over a runtime pipeline whose `timer.ms` keeps each stage's times per call."""
-
-    def run_frame() -> Dict[str, float]:
-        pipeline(image)
-        return {stage: kept[-1] for stage, kept in pipeline.timer.ms.items() if kept}
-
-    return run_frame

@@ -109,19 +109,35 @@ def test_warmup_lasts_for_time_and_count():
     assert loop.warmup_iters >= 2 and len(calls) == loop.warmup_iters + 1
 
 
-def test_frame_step_keeps_stages_apart():
-    class Pipe:
-        def __init__(self):
-            self.timer = types.SimpleNamespace(ms={"pre": [], "infer": [], "post": []})
+class FakeTimer:
+    def __init__(self):
+        self.ms = {"pre": [], "infer": [], "post": []}
 
-        def __call__(self, image):
-            for k, v in (("pre", 0.1), ("infer", 2.0), ("post", 0.3)):
-                self.timer.ms[k].append(v)
 
-    step = latency.frame_step(latency.pipeline_frame(Pipe(), np.zeros((8, 8, 3), np.uint8)))
-    loop = latency.run_loop(step, latency.Method(warmup_s=0, warmup_iters=1, iters=4))
+def test_pipeline_step_keeps_stages_apart():
+    timer = FakeTimer()
+
+    def detect_frame():  # one entry per stage, as the detection pipeline times a frame
+        for k, v in (("pre", 0.1), ("infer", 2.0), ("post", 0.3)):
+            timer.ms[k].append(v)
+
+    loop = latency.run_loop(latency.pipeline_step(detect_frame, timer), latency.Method(warmup_s=0, warmup_iters=1, iters=4))
     assert loop.samples["pre"] == [0.1] * 4 and loop.samples["infer"] == [2.0] * 4 and loop.samples["post"] == [0.3] * 4
     assert len(loop.samples["end_to_end"]) == 4
+
+
+def test_pipeline_step_sums_tiles_and_derives_post():
+    timer = FakeTimer()
+
+    def tiled_frame():  # three strips of tiles, no "post" timing: post = wall - pre - infer
+        for _ in range(3):
+            timer.ms["pre"].append(0.5)
+            timer.ms["infer"].append(1.0)
+        time.sleep(0.01)  # the frame's wall time exceeds its timed stages, so post is positive
+
+    out = latency.pipeline_step(tiled_frame, timer)()
+    assert out["pre"] == 1.5 and out["infer"] == 3.0
+    assert out["post"] == pytest.approx(out["end_to_end"] - 4.5)
 
 
 def test_fixed_batch_and_bad_methods_are_user_errors():
