@@ -46,7 +46,7 @@ def create_model(
         raise AgrideployError(f"--channels must be at least 1, got {bands}")
     names = zoo.class_names(classes, None, spec.classes)
     module, builder = zoo.build_module(spec, channels=bands, num_classes=len(names), output_stride=int(output_stride or 16))
-    module = module.float().eval()
+    module = module.float().eval().requires_grad_(False)
     record = zoo.make_record(spec, module, names=names, channels=bands, imgsz=imgsz, output_stride=output_stride)
     match = KeyMatch(total=len(module.state_dict()))
     note = f"no checkpoint given: {spec.name} with random weights"
@@ -80,6 +80,7 @@ def load_model(
     loaded = _read(path, opts)
     if arch and loaded.record.arch != arch:
         raise AgrideployError(f"--arch {arch} conflicts with the checkpoint, which holds {loaded.record.arch}")
+    loaded.module.requires_grad_(False)
     record = loaded.record
     record.source_format = loaded.source_format
     record.source_name = path.name
@@ -174,8 +175,11 @@ def _read_state_dict(sd: Dict[str, Any], path: Path, opts: LoadOptions) -> Loade
         record = record_for_module(module, opts, where, channels, arch=f"factory:{opts.factory}")
         builder = {"kind": "factory", "factory": opts.factory}
         return LoadedModel(module, record, "state-dict+factory", match, builder=builder)
-    if not opts.arch and _deeplab_family(sd):
+    family = _deeplab_family(sd)
+    if family and opts.arch in (None, family):
         return _read_deeplab(sd, channels, opts)
+    if family in zoo.ARCHS:
+        raise AgrideployError(f"--arch {opts.arch} conflicts with the checkpoint, whose keys are those of {family}")
     if not opts.arch:
         first = ", ".join(list(sd)[:SHOWN_KEYS])
         raise AgrideployError(

@@ -10,16 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from agrideploy.models.deeplab import DEEPLAB_ARCHS
+
 from agrideploy.errors import AgrideployError
 from agrideploy.record import ModelRecord, parse_imgsz
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-NORMALISATIONS = {
-    "/255": (None, None),
-    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
-    "[-1,1]": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
-}
 
 
 @dataclass(frozen=True)
@@ -31,7 +25,6 @@ class ArchSpec:
     summary: str
     classes: int
     imgsz: int
-    normalisation: str  # a key of NORMALISATIONS
 
     @property
     def task(self) -> str:
@@ -39,11 +32,11 @@ class ArchSpec:
 
 
 def _yolo(name: str, summary: str) -> ArchSpec:
-    return ArchSpec(name, "yolo", summary, classes=80, imgsz=640, normalisation="/255")
+    return ArchSpec(name, "yolo", summary, classes=80, imgsz=640)
 
 
-def _deeplab(name: str, summary: str, normalisation: str) -> ArchSpec:
-    return ArchSpec(name, "deeplab", summary, classes=6, imgsz=512, normalisation=normalisation)
+def _deeplab(name: str, summary: str) -> ArchSpec:
+    return ArchSpec(name, "deeplab", summary, classes=6, imgsz=512)
 
 
 ARCHS: Dict[str, ArchSpec] = {
@@ -54,12 +47,7 @@ ARCHS: Dict[str, ArchSpec] = {
         _yolo("yolov5m", "YOLOv5 medium (depth 0.67, width 0.75), strides 8/16/32"),
         _yolo("effv2s-yolov5", "EfficientNetV2-S backbone, YOLOv5 PAN neck and Detect at 8/16/32"),
         _yolo("effv2b0-yolov5", "EfficientNetV2-B0 backbone, YOLOv5 PAN neck and Detect at 8/16/32"),
-        _deeplab("deeplabv3plus-xception", "DeepLabV3+, aligned Xception-65 (paper), output stride 16 or 8", "[-1,1]"),
-        _deeplab("deeplabv3plus-mobilenetv2", "DeepLabV3+, MobileNetV2 backbone", "imagenet"),
-        _deeplab("deeplabv3plus-xception-bubbliiiing", "DeepLabV3+ Xception as bubbliiiing/deeplabv3-plus-pytorch", "/255"),
-        _deeplab("deeplabv3plus-mobilenetv2-bubbliiiing", "DeepLabV3+ MobileNetV2 as bubbliiiing/deeplabv3-plus-pytorch", "/255"),
-        _deeplab("deeplabv3plus-xception-jfzhang95", "DeepLabV3+ Xception as jfzhang95/pytorch-deeplab-xception", "imagenet"),
-        _deeplab("deeplabv3plus-mobilenetv2-jfzhang95", "DeepLabV3+ MobileNetV2 as jfzhang95/pytorch-deeplab-xception", "imagenet"),
+        *(_deeplab(name, summary) for name, summary in DEEPLAB_ARCHS.items()),
     )
 }
 
@@ -85,16 +73,16 @@ def spec_for(arch: str, task: str) -> ArchSpec:
         return ARCHS[arch]
     if task == "detect":
         return _yolo(arch, "YOLOv5-style model from a checkpoint")
-    return _deeplab(arch, "segmentation model from a checkpoint", "imagenet")
+    return _deeplab(arch, "segmentation model from a checkpoint")
 
 
-def normalisation(kind: str, channels: int) -> Tuple[Optional[List[float]], Optional[List[float]]]:
-    """Per-band mean/std (after /255). Bands beyond the three RGB statistics get none (mean 0, std 1)."""
-    mean, std = NORMALISATIONS[kind]
-    if mean is None:
-        return None, None
-    pad = max(channels - len(mean), 0)
-    return list(mean[:channels]) + [0.0] * pad, list(std[:channels]) + [1.0] * pad
+def normalisation(spec: ArchSpec, channels: int) -> Tuple[float, Optional[List[float]], Optional[List[float]]]:
+    """(input_scale, mean, std): YOLOv5 divides by 255 only; each DeepLab family has its own convention."""
+    if spec.family == "yolo":
+        return 1.0 / 255.0, None, None
+    from agrideploy.models.deeplab import deeplab_normalisation
+
+    return deeplab_normalisation(spec.name, channels)
 
 
 def class_names(classes: Union[None, int, Sequence[str]], known: Optional[Sequence[str]], default: int) -> List[str]:
@@ -164,19 +152,19 @@ def make_record(
     channels: int,
     imgsz: Union[None, int, Sequence[int]],
     output_stride: Optional[int] = None,
-    normalisation_kind: Optional[str] = None,
     default_imgsz: Optional[Sequence[int]] = None,
     strides: Optional[List[int]] = None,
 ) -> ModelRecord:
     """The record of a built module: spec defaults, user overrides, geometry read from the module."""
     size = parse_imgsz(imgsz, default_imgsz or [spec.imgsz, spec.imgsz])
-    mean, std = normalisation(normalisation_kind or spec.normalisation, channels)
+    scale, mean, std = normalisation(spec, channels)
     record = ModelRecord(
         task=spec.task,
         arch=spec.name,
         names=names,
         channels=channels,
         imgsz=size,
+        input_scale=scale,
         mean=mean,
         std=std,
         letterbox=spec.task == "detect",

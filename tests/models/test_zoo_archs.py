@@ -38,12 +38,11 @@ def test_yaml_path_is_a_yolo_arch(tmp_path):
         ("yolov5s", 3, None, None),
         ("deeplabv3plus-xception-bubbliiiing", 4, None, None),
         ("deeplabv3plus-xception-jfzhang95", 3, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-        ("deeplabv3plus-mobilenetv2-jfzhang95", 4, [0.485, 0.456, 0.406, 0.0], [0.229, 0.224, 0.225, 1.0]),
-        ("deeplabv3plus-xception", 3, [0.5] * 3, [0.5] * 3),
+        ("deeplabv3plus-xception", 4, [0.5] * 4, [0.5] * 4),
     ],
 )
 def test_normalisation_per_family_and_band_count(arch, channels, mean, std):
-    assert normalisation(ARCHS[arch].normalisation, channels) == (mean, std)
+    assert normalisation(ARCHS[arch], channels) == (1.0 / 255.0, mean, std)
 
 
 def test_class_names_from_flags_and_checkpoint():
