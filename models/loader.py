@@ -80,7 +80,8 @@ def load_model(
     loaded = _read(path, opts)
     if arch and loaded.record.arch != arch:
         raise AgrideployError(f"--arch {arch} conflicts with the checkpoint, which holds {loaded.record.arch}")
-    loaded.module.requires_grad_(False)
+    for p in loaded.module.parameters():  # inference only (ScriptModules lack requires_grad_)
+        p.requires_grad_(False)
     record = loaded.record
     record.source_format = loaded.source_format
     record.source_name = path.name

@@ -1,0 +1,47 @@
+"""TorchScript files are recognised before any pickle is touched, and say what they are."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from agd_factory_net import TinySegmenter, trained_state_dict  # noqa: E402
+
+from agrideploy.errors import AgrideployError  # noqa: E402
+from agrideploy.models import load_model, save_checkpoint  # noqa: E402
+from agrideploy.models.checkpoints.torchscript import is_torchscript  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def scripted(tmp_path_factory):
+    net = TinySegmenter()
+    net.load_state_dict(trained_state_dict())
+    net.eval()
+    path = tmp_path_factory.mktemp("ts") / "net.torchscript"
+    torch.jit.save(torch.jit.trace(net, torch.rand(1, 3, 16, 16)), str(path))
+    return path, net
+
+
+def test_traced_module_loads_and_is_described(scripted):
+    path, net = scripted
+    assert is_torchscript(path)
+    loaded = load_model(path, imgsz=64)
+    assert loaded.source_format == "torchscript" and loaded.builder is None
+    assert loaded.record.task == "segment" and loaded.record.num_classes == 2 and loaded.record.channels == 3
+    assert any("TorchScript" in n for n in loaded.notes)
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(loaded.module(x), net(x), atol=1e-6)
+
+
+def test_torchscript_cannot_be_saved_as_native(scripted, tmp_path):
+    path, _ = scripted
+    with pytest.raises(AgrideployError, match="architecture exists only as code in the source file"):
+        save_checkpoint(load_model(path), tmp_path / "x.pt")
+
+
+def test_pickled_checkpoints_are_not_torchscript(tmp_path):
+    path = tmp_path / "sd.pt"
+    torch.save(trained_state_dict(), path)
+    assert not is_torchscript(path)
