@@ -1,14 +1,59 @@
-"""`agrideploy predict`."""
+"""`agrideploy predict MODEL SOURCE`: detections or a class map from a checkpoint, ONNX model or engine."""
 
 from __future__ import annotations
 
-from agrideploy.errors import AgrideployError
+import sys
+
+from agrideploy.commands.common import add_model_source, load_model_from_args
 
 
 def register(sub) -> None:
-    p = sub.add_parser("predict", help="(being built)")
+    p = sub.add_parser(
+        "predict",
+        help="run a model on an image, a folder or a whole scene",
+        description="Detection: YOLO-format <stem>.txt, an annotated image per input and predictions.json. "
+        "Segmentation: the scene is predicted in overlapping tiles; a GeoTIFF class map (same size, CRS and transform) "
+        "and a colour preview with a legend. The backend follows the model file (engine: TensorRT, .onnx: ONNX Runtime, "
+        "checkpoint: PyTorch) unless --backend says otherwise.",
+    )
+    add_model_source(p, dest="model")
+    p.add_argument("source", help="an image, a folder of images, or a (Geo)TIFF/PNG scene")
+    p.add_argument("-o", "--output", default="predictions", metavar="DIR", help="output folder (default: predictions)")
+    p.add_argument("--backend", choices=("pytorch", "onnxruntime", "tensorrt"), help="force a backend")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="cpu or cuda (default: the best available)")
+    p.add_argument("--bands", help="1-based bands to read, e.g. 1,2,3,4 (default: all)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
+    det = p.add_argument_group("detection")
+    det.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
+    det.add_argument("--iou", type=float, default=0.45, help="NMS IoU threshold (default 0.45)")
+    det.add_argument("--max-det", type=int, default=1000, help="detections kept per image (default 1000)")
+    seg = p.add_argument_group("segmentation")
+    seg.add_argument("--tile", type=int, help="tile size in pixels (default: the model's input size)")
+    seg.add_argument("--overlap", type=float, default=0.5, help="overlap of neighbouring tiles, 0 to <1 (default 0.5)")
+    seg.add_argument("--blend", choices=("mean", "gaussian", "cosine"), default="mean", help="weighting of overlapping tiles")
+    seg.add_argument("--batch", type=int, default=64, help="tiles per inference call (default 64)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    raise AgrideployError("'predict' is not available yet")
+    from agrideploy.kernels.imageio import parse_bands
+    from agrideploy.runtime import predict
+    from agrideploy.runtime.select import artefact_kind, open_runner
+
+    bands = parse_bands(args.bands)
+    sources = predict.list_sources(args.source)
+    model = args.model
+    if artefact_kind(model) == "checkpoint":
+        model = load_model_from_args(args)
+    runner = open_runner(model, args.backend, device=args.device)
+    with runner:
+        task = runner.record.task
+        out_dir = predict.prepare_outputs(args.output, sources, task, args.force)
+        if task == "detect":
+            summary = predict.predict_detect(runner, sources, out_dir, conf=args.conf, iou=args.iou, max_det=args.max_det,
+                                             bands=bands, force=args.force)
+        else:
+            summary = predict.predict_segment(runner, sources, out_dir, tile=args.tile, overlap=args.overlap, blend=args.blend,
+                                              batch=args.batch, bands=bands, force=args.force)
+    print(summary.format(), file=sys.stderr)
+    return 0
