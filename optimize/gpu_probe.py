@@ -23,6 +23,7 @@ TEGRA_RELEASE = Path("/etc/nv_tegra_release")
 NVIDIA_VERSION = Path("/proc/driver/nvidia/version")
 _ATTR_CC_MAJOR, _ATTR_CC_MINOR, _ATTR_INTEGRATED = 75, 76, 18
 PROBE_TIMEOUT_S = 60.0
+NO_GPU = "no NVIDIA GPU found: TensorRT engines are built on the GPU that runs them; use --backend onnxruntime"
 
 
 @dataclass(frozen=True)

@@ -47,14 +47,14 @@ def _has_tensorrt() -> bool:
 
 def choose_backend(requested):
     """The backend to build for; refuses TensorRT in one line where no GPU could run it."""
-    from agrideploy.optimize.gpu_probe import probe_gpu
+    from agrideploy.optimize.gpu_probe import NO_GPU, probe_gpu
 
     if requested == "onnxruntime":
         return requested
     gpu = probe_gpu()
     if requested == "tensorrt":
         if gpu is None:
-            raise AgrideployError("no NVIDIA GPU found: TensorRT engines are built on the GPU that runs them; use --backend onnxruntime")
+            raise AgrideployError(NO_GPU)
         if not _has_tensorrt():
             raise AgrideployError("TensorRT is not installed: pip install 'agrideploy[trt]' (on Jetson: the JetPack python3-libnvinfer), or use --backend onnxruntime")
         return requested

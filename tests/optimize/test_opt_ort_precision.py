@@ -13,11 +13,11 @@ import json
 
 import numpy as np
 import pytest
+from agrideploy.optimize import ort_precision
+from agrideploy.optimize.onnx_meta import read_onnx_summary
 from opt_models import export_tiny, run_ort, sample_input, write_images
 
 from agrideploy.errors import AgrideployError
-from agrideploy.optimize import ort_precision
-from agrideploy.optimize.onnx_meta import read_onnx_summary
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,93 @@
+"""An engine's sidecar (`<engine>.json`): what built it, read without TensorRT.
+
+A TensorRT plan only loads on the TensorRT release and GPU architecture that built it; the
+sidecar records both, so a mismatch is refused with a sentence instead of a crash or a
+cryptic deserialisation error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from agrideploy.errors import AgrideployError
+
+
+def sidecar_path(engine: str | Path) -> Path:
+    return Path(str(engine) + ".json")
+
+
+def read_sidecar(engine: str | Path) -> Optional[Dict[str, Any]]:
+    """The sidecar of `engine`, or None when there is none (an engine built by another tool)."""
+    path = sidecar_path(engine)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise AgrideployError(f"{path}: not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("build"), dict):
+        raise AgrideployError(f"{path}: not an agrideploy engine sidecar (no 'build' section)")
+    return data
+
+
+def _release(version: str) -> str:
+    return ".".join(str(version).split(".")[:3])
+
+
+def check_compatible(engine: str | Path, trt_version: str, gpu) -> None:
+    """Refuse an engine built by another TensorRT release or for another GPU architecture."""
+    data = read_sidecar(engine)
+    if data is None:
+        print(f"note: {engine} has no sidecar {sidecar_path(engine).name}; its TensorRT version and GPU are unchecked", file=sys.stderr)
+        return
+    build = data["build"]
+    built_with = str(build.get("tensorrt", "?"))
+    portable = "VERSION_COMPATIBLE" in build.get("flags", [])
+    if not portable and _release(built_with) != _release(trt_version):
+        raise AgrideployError(
+            f"{engine} was built with TensorRT {built_with}, this machine has {trt_version}: "
+            f"rebuild it here with `agrideploy build {build.get('onnx', 'model.onnx')}`"
+        )
+    if gpu is None:
+        return
+    cc = str(build.get("compute_capability", "?"))
+    if cc != gpu.compute_capability:
+        raise AgrideployError(
+            f"{engine} was built for {build.get('gpu', '?')} (compute {cc}), this GPU is {gpu.name} "
+            f"(compute {gpu.compute_capability}): rebuild it here with `agrideploy build {build.get('onnx', 'model.onnx')}`"
+        )
+    if build.get("gpu") != gpu.name:
+        print(f"note: {engine} was built on {build.get('gpu')}, running on {gpu.name} (same architecture)", file=sys.stderr)
+
+
+def describe_engine(path: str | Path) -> str:
+    """A readable summary of an engine from its sidecar."""
+    path = Path(path)
+    size = path.stat().st_size
+    data = read_sidecar(path)
+    if data is None:
+        return f"{path}: TensorRT plan, {size / 1e6:.1f} MB, no agrideploy sidecar (built by another tool)"
+    build = data["build"]
+    record = data.get("record") or {}
+    lines = [
+        f"{path}: TensorRT plan, {size / 1e6:.1f} MB",
+        f"  model      {record.get('arch', '?')} ({record.get('task', '?')}, {len(record.get('names', []))} classes, "
+        f"{record.get('channels', '?')} bands, imgsz {record.get('imgsz', '?')})",
+        f"  precision  {build.get('precision')} via {build.get('mechanism')}",
+        f"  built with TensorRT {build.get('tensorrt')} on {build.get('gpu')} (compute {build.get('compute_capability')}), "
+        f"driver {build.get('driver')}, CUDA {build.get('cuda')}",
+        f"  from       {build.get('onnx')} (sha256 {str(build.get('onnx_sha256', ''))[:12]}...)",
+        f"  build      {build.get('build_seconds', 0):.1f} s, flags {', '.join(build.get('flags', [])) or 'none'}",
+    ]
+    for name, shapes in (build.get("profile") or {}).items():
+        lines.append(f"  profile    {name}: min {shapes['min']} opt {shapes['opt']} max {shapes['max']}")
+    if build.get("fp32_layers"):
+        lines.append(f"  FP32 pins  {len(build['fp32_layers'])} layers")
+    if build.get("dla") is not None:
+        lines.append(f"  DLA core   {build['dla']} (GPU fallback)")
+    if not record.get("pretrained", True):
+        lines.append("  weights    random (not pretrained)")
+    return "\n".join(lines)
