@@ -41,7 +41,7 @@ def create_model(
     spec = zoo.get_arch(arch)
     if spec.task == "detect" and output_stride is not None:
         raise AgrideployError("--output-stride applies to DeepLabV3+ segmenters only")
-    bands = int(channels or 3)
+    bands = 3 if channels is None else int(channels)
     if bands <= 0:
         raise AgrideployError(f"--channels must be at least 1, got {bands}")
     names = zoo.class_names(classes, None, spec.classes)
