@@ -10,7 +10,7 @@ list `agrideploy build --fp16 --fp32-layers FILE` keeps in FP32.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -39,6 +39,8 @@ class LayerStats:
     nonzero: int = 0
     subnormal: int = 0
     flushed: int = 0
+    weight_max: float = 0.0  # largest |constant| among the node's float initializer inputs
+    consumers: List[str] = field(default_factory=list)
 
     def update(self, value: np.ndarray) -> None:
         a = np.abs(value.astype(np.float32, copy=False))
@@ -54,6 +56,8 @@ class LayerStats:
     @property
     def reasons(self) -> List[str]:
         out = []
+        if self.weight_max >= FP16_MAX:
+            out.append(f"constants outside FP16 (max |w| {self.weight_max:.4g})")
         if self.max_abs >= FP16_MAX:
             out.append(f"overflows FP16 (max |x| {self.max_abs:.4g} >= 65504)")
         elif self.max_abs >= FP16_MAX / HEADROOM:
@@ -65,21 +69,30 @@ class LayerStats:
         return out
 
 
-def _expose_intermediates(model) -> Dict[str, tuple]:
-    """Make every float node output a graph output; returns tensor -> (node name, op type)."""
+def _expose_intermediates(model) -> Dict[str, LayerStats]:
+    """Make every float node output a graph output; returns tensor name -> its (empty) statistics."""
     onnx = require("onnx")
+    from onnx import numpy_helper
+
     inferred = onnx.shape_inference.infer_shapes(model)
     types = {vi.name: vi for vi in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    weights = {t.name: t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
     present = {o.name for o in model.graph.output}
+    consumers: Dict[str, List[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.name)
     tensors = {}
     for node in model.graph.node:
         if node.op_type == "Constant":
             continue
+        consts = [np.abs(numpy_helper.to_array(weights[i])) for i in node.input if i in weights]
+        weight_max = max((float(c.max()) for c in consts if c.size), default=0.0)
         for out in node.output:
             vi = types.get(out)
             if vi is None or vi.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
                 continue
-            tensors[out] = (node.name, node.op_type)
+            tensors[out] = LayerStats(name=node.name, op=node.op_type, tensor=out, weight_max=weight_max, consumers=consumers.get(out, []))
             if out not in present:
                 model.graph.output.append(vi)
                 present.add(out)
@@ -98,18 +111,22 @@ def analyse(onnx_path: str | Path, calib: Optional[str] = None, samples: int = 8
     name_nodes(model)
     record = model_record(model)
     shape = input_shape(model, record)
-    tensors = _expose_intermediates(model)
-    if not tensors:
+    stats = _expose_intermediates(model)
+    if not stats:
         raise AgrideployError(f"{onnx_path}: no float activations to check")
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    stats = {t: LayerStats(name=n, op=op, tensor=t) for t, (n, op) in tensors.items()}
     input_name = session.get_inputs()[0].name
     for batch in calibration_batches(calib or RANDOM, record, shape, samples):
         for name, value in zip(names, session.run(names, {input_name: batch})):
             if name in stats:
                 stats[name].update(np.asarray(value))
     return list(stats.values())
+
+
+def fp32_layers(risky: List[LayerStats]) -> List[str]:
+    """The nodes to keep in FP32: each risky tensor's producer and its consumers (which must read it in FP32)."""
+    return sorted({s.name for s in risky} | {c for s in risky if s.max_abs >= FP16_MAX / HEADROOM or s.flushed for c in s.consumers})
 
 
 def run_fp16_check(onnx_path: str | Path, calib: Optional[str] = None, samples: int = 8, output: Optional[str] = None, force: bool = False) -> str:
@@ -120,7 +137,7 @@ def run_fp16_check(onnx_path: str | Path, calib: Optional[str] = None, samples: 
         check_output_path(output, force=force)
     layers = analyse(onnx_path, calib=calib, samples=samples)
     risky = [s for s in layers if s.reasons]
-    pinned = sorted({s.name for s in risky})
+    pinned = fp32_layers(risky)
     source = calib or "random inputs (pass --calib for real images)"
     lines = [f"FP16 check of {onnx_path}: {len(layers)} activations over {samples} samples of {source}"]
     if risky:

@@ -116,8 +116,43 @@ def to_fp16(
         print(f"warning: {len(unknown)} --fp32-layers names are not nodes of {onnx_path}: {', '.join(sorted(unknown)[:3])}", file=sys.stderr)
     blocked = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(FP16_BLOCKED_OPS))
     model = convert_float_to_float16(model, keep_io_types=keep_io_types, op_block_list=blocked, node_block_list=keep)
+    drop_cast_round_trips(model)
     _stamp(model, {"precision": "fp16", "keep_io_types": keep_io_types, "fp32_nodes": keep, "fp32_ops": blocked})
     return _save(model, Path(output), force)
+
+
+def _cast_to(node) -> Optional[int]:
+    return next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+
+
+def drop_cast_round_trips(model) -> int:
+    """Remove FP32 -> FP16 -> FP32 cast pairs; returns how many tensors were rewired.
+
+    The converter casts every kept-FP32 node's output to FP16, even when the next node is kept
+    in FP32 too; the round trip would quietly round the decode (0.5 px at 640) and lose the very
+    values a pinned layer was pinned for.
+    """
+    onnx = require("onnx")
+    fp16, fp32 = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    outputs = {o.name for o in graph.output}
+    rewire = {}
+    for node in graph.node:
+        src = producer.get(node.input[0]) if _cast_to(node) == fp32 else None
+        if src is not None and _cast_to(src) == fp16 and node.output[0] not in outputs:
+            rewire[node.output[0]] = src.input[0]
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in rewire:
+                node.input[i] = rewire[name]
+    while True:
+        used = {name for node in graph.node for name in node.input} | outputs
+        dead = [n for n in graph.node if n.op_type == "Cast" and not any(o in used for o in n.output)]
+        if not dead:
+            return len(rewire)
+        for node in dead:
+            graph.node.remove(node)
 
 
 class _BatchReader:
