@@ -52,6 +52,7 @@ class Loop:
     samples: Dict[str, List[float]] = field(default_factory=dict)
     warmup_iters: int = 0
     count: int = 0
+    started: float = 0.0  # perf_counter at the start of the timed window
     window_s: float = 0.0
 
     def stats(self, scope: str) -> Optional[Dict[str, Any]]:
@@ -75,7 +76,7 @@ def run_loop(step: Step, method: Method, label: str = "timing") -> Loop:
         step()
         loop.warmup_iters += 1
     with _progress(label, method) as bar:
-        start = time.perf_counter()
+        start = loop.started = time.perf_counter()
         while True:
             for scope, ms in step().items():
                 if ms is not None:

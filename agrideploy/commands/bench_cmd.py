@@ -1,14 +1,92 @@
-"""`agrideploy bench`."""
+"""`agrideploy bench MODEL [MODEL ...]`: latency, memory, power and accuracy per backend, precision and batch."""
 
 from __future__ import annotations
 
+import sys
+import time
+from typing import List
+
+from agrideploy.commands.common import add_model_source, load_model_from_args
 from agrideploy.errors import AgrideployError
 
 
+def _csv(kind):
+    def parse(text: str) -> List:
+        try:
+            return [kind(v.strip()) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise AgrideployError(f"expected comma-separated values, got {text!r}") from None
+
+    return parse
+
+
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="(being built)")
+    p = sub.add_parser(
+        "bench",
+        help="measure latency, memory, power and accuracy; write a results JSON",
+        description="Measure each MODEL (a checkpoint, ONNX model or TensorRT engine; or --arch alone for random "
+        "weights) per backend, precision and batch size: device / host / end-to-end latency with every sample "
+        "kept, throughput, peak memory, power on Jetson, and accuracy on --data with FP16/INT8 deltas against "
+        "FP32. Checkpoints are exported and FP16/INT8 artefacts derived as needed, cached by content hash. "
+        "Writes one results document (see docs/results-schema.md) for `agrideploy report`.",
+    )
+    add_model_source(p, dest="models")
+    models = next(a for a in p._actions if a.dest == "models")
+    models.nargs, models.default = "*", []  # several models, or none with --arch
+    p.add_argument("--backend", type=_csv(str), default=[], metavar="B[,B]",
+                   help="pytorch, onnxruntime and/or tensorrt (default: onnxruntime; an engine: tensorrt)")
+    p.add_argument("--precision", type=_csv(str), default=["fp32"], metavar="P[,P]",
+                   help="fp32, fp16 and/or int8 (default fp32); e.g. fp32,fp16,int8")
+    p.add_argument("--batch", type=_csv(int), default=[1], metavar="N[,N]",
+                   help="batch sizes to sweep (default 1); tiles per call for segmenters")
+    timing = p.add_argument_group("timing")
+    timing.add_argument("--warmup-s", type=float, default=2.0, help="warm-up seconds (default 2)")
+    timing.add_argument("--warmup-iters", type=int, default=10, help="warm-up calls, at least (default 10)")
+    length = timing.add_mutually_exclusive_group()
+    length.add_argument("--duration-s", type=float, default=10.0, help="timed seconds per run (default 10)")
+    length.add_argument("--iters", type=int, help="timed calls per run, instead of --duration-s")
+    timing.add_argument("--no-end-to-end", action="store_true", help="skip the pre+infer+post pipeline loop")
+    timing.add_argument("--scene", type=int, nargs="+", metavar="N",
+                        help="end-to-end input (H [W]): detection frame (default: input size), segmentation scene (default: 4 tiles)")
+    acc = p.add_argument_group("accuracy")
+    acc.add_argument("--data", help="YOLO data.yaml or images/+labels/ folder; or a folder with images/ and masks/")
+    acc.add_argument("--max-map-drop", type=float, help="fail (exit 1) if mAP@0.5:0.95 falls more than this below FP32 (0.01 = 1 point)")
+    acc.add_argument("--max-miou-drop", type=float, help="fail (exit 1) if mIoU falls more than this below FP32")
+    acc.add_argument("--calib", default="random", help="INT8 calibration images: folder or data.yaml (default: random, poor)")
+    acc.add_argument("--calib-samples", type=int, default=32, help="calibration images for INT8 (default 32)")
+    p.add_argument("--cache-dir", help="where exported/derived artefacts are cached (default ~/.cache/agrideploy)")
+    p.add_argument("-o", "--output", help="results JSON (default bench-<UTC time>.json)")
+    p.add_argument("--force", action="store_true", help="overwrite the results file")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    raise AgrideployError("'bench' is not available yet")
+    from pathlib import Path
+
+    from agrideploy.benchmarks import bench, latency, schema
+    from agrideploy.fileio import check_output_path
+    from agrideploy.record import parse_imgsz
+
+    if not args.models and not args.arch:
+        raise AgrideployError("give one or more models (checkpoint, .onnx, engine), or --arch for random weights")
+    output = args.output or time.strftime("bench-%Y%m%d-%H%M%S.json", time.gmtime())
+    check_output_path(output, force=args.force)
+    method = latency.Method(warmup_s=args.warmup_s, warmup_iters=args.warmup_iters, iters=args.iters,
+                            duration_s=None if args.iters else args.duration_s)
+    settings = bench.Settings(
+        backends=args.backend, precisions=args.precision, batches=args.batch,
+        imgsz=parse_imgsz(args.imgsz, [0, 0]) if args.imgsz else None, method=method, data=args.data,
+        calib=args.calib, calib_samples=args.calib_samples, max_map_drop=args.max_map_drop,
+        max_miou_drop=args.max_miou_drop, scene=parse_imgsz(args.scene, [0, 0]) if args.scene else None,
+        end_to_end=not args.no_end_to_end,
+    )
+    if args.cache_dir:
+        settings.cache_dir = Path(args.cache_dir)
+    jobs = bench.plan(args.models or [None], settings, load=lambda source: load_model_from_args(args, source=source))
+    outcome = bench.run(jobs, settings)
+    schema.write_results(outcome.document, output, force=args.force)
+    print(bench.summary_table(outcome.document))
+    print(f"results: {output}", file=sys.stderr)
+    for line in outcome.gate_failures:
+        print(f"agrideploy bench: accuracy gate failed: {line}", file=sys.stderr)
+    return 1 if outcome.gate_failures else 0

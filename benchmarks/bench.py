@@ -1,0 +1,482 @@
+"""`agrideploy bench`: from the models a user names to one validated results document.
+
+Two steps, kept apart. `plan` turns each MODEL into jobs - one artefact, backend and precision
+each - exporting a checkpoint to ONNX and deriving FP16/INT8 ONNX (or TensorRT engines) as
+needed, cached by content hash so a rerun measures without rebuilding. `run` measures every job
+at every batch size (fresh runner per batch, so each memory figure includes its own model load),
+evaluates accuracy once per job when a dataset is given, and reports FP16/INT8 deltas against
+the FP32 job of the same model and backend, with the --max-map-drop / --max-miou-drop gates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+from agrideploy.benchmarks import accuracy, latency, schema
+from agrideploy.benchmarks.device import describe_device, software_versions
+from agrideploy.benchmarks.memory import MemoryWatch
+from agrideploy.benchmarks.power import TegrastatsSampler, power_block
+
+from agrideploy.errors import AgrideployError
+from agrideploy.fileio import sha256_file
+
+PRECISIONS = schema.PRECISIONS
+BACKENDS = schema.BACKENDS
+RANDOM_NOTE = "random weights: accuracy is meaningless"
+SYNC_NOTE = {
+    "onnxruntime": "host-synchronous session.run; outputs on the host",
+    "pytorch": "eager forward under no_grad; cuda.synchronize on GPU; outputs on the host",
+    "tensorrt": "execute_async_v3 then stream synchronize; H2D and D2H copies in host scope",
+}
+
+
+def default_cache_dir() -> Path:
+    """$AGRIDEPLOY_CACHE, else $XDG_CACHE_HOME/agrideploy, else ~/.cache/agrideploy."""
+    if os.environ.get("AGRIDEPLOY_CACHE"):
+        return Path(os.environ["AGRIDEPLOY_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "agrideploy"
+
+
+@dataclass
+class Settings:
+    """What to measure and how; None/empty means the default stated beside each field."""
+
+    backends: Sequence[str] = ()  # empty: the artefact's own (checkpoint and ONNX -> onnxruntime, engine -> tensorrt)
+    precisions: Sequence[str] = ("fp32",)
+    batches: Sequence[int] = (1,)
+    imgsz: Optional[List[int]] = None  # None: the model record's input size
+    method: latency.Method = field(default_factory=latency.Method)
+    data: Optional[str] = None  # YOLO data.yaml / folder, or a folder with images/ and masks/
+    calib: str = "random"  # INT8 calibration images (folder or data.yaml)
+    calib_samples: int = 32
+    max_map_drop: Optional[float] = None  # mAP@0.5:0.95, absolute (0.01 = one point)
+    max_miou_drop: Optional[float] = None  # mIoU, absolute
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    scene: Optional[List[int]] = None  # end-to-end input: detection frame (default imgsz), segmentation scene (4 tiles)
+    end_to_end: bool = True
+
+    def check(self) -> None:
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if bad or not self.precisions:
+            raise AgrideployError(f"--precision takes {', '.join(PRECISIONS)}, got {','.join(self.precisions) or 'nothing'}")
+        bad = [b for b in self.backends if b not in BACKENDS]
+        if bad:
+            raise AgrideployError(f"--backend takes {', '.join(BACKENDS)}, got {bad[0]!r}")
+        if not self.batches or min(self.batches) < 1:
+            raise AgrideployError("--batch takes positive batch sizes, e.g. 1,4,8")
+        gated = self.max_map_drop is not None or self.max_miou_drop is not None
+        if gated and not self.data:
+            raise AgrideployError("--max-map-drop / --max-miou-drop need --data to measure accuracy on")
+        if gated and "fp32" not in self.precisions:
+            raise AgrideployError("the accuracy gates compare against FP32: include fp32 in --precision")
+
+
+@dataclass
+class Job:
+    """One artefact on one backend at one precision, measured at each of `batches`."""
+
+    artefact: Any  # Path of an .onnx / engine, or a models.LoadedModel for PyTorch
+    backend: str
+    precision: str
+    batches: Sequence[int]
+    origin: str  # the model it came from: groups precisions for the FP32 deltas
+    params: Optional[int] = None
+    gflops: Optional[float] = None
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        name = self.artefact.record.arch if hasattr(self.artefact, "record") else Path(self.artefact).name
+        return f"{name} {self.backend} {self.precision}"
+
+
+@dataclass
+class Outcome:
+    document: Dict[str, Any]
+    gate_failures: List[str]
+
+
+# -- planning ------------------------------------------------------------------------------------
+def _say(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def onnx_precision(path: Path) -> str:
+    """The precision `agrideploy build` stamped into an ONNX ("fp32" when unstamped)."""
+    from agrideploy.optimize.onnx_meta import read_onnx_summary
+    from agrideploy.optimize.ort_precision import PRECISION_KEY
+
+    stamp = read_onnx_summary(path).metadata.get(PRECISION_KEY)
+    try:
+        return str(json.loads(stamp)["precision"]) if stamp else "fp32"
+    except (ValueError, KeyError, TypeError):
+        return "fp32"
+
+
+def engine_precision(path: Path) -> Optional[str]:
+    from agrideploy.optimize.engine_info import read_sidecar
+
+    build = (read_sidecar(path) or {}).get("build") or {}
+    return build.get("precision")
+
+
+def _torch_stats(loaded) -> Dict[str, Any]:
+    """Parameters and GFLOPs of a PyTorch model where the models stage can count them."""
+    try:
+        from agrideploy.models import count_params, gflops
+
+        return {"params": int(count_params(loaded.module)), "gflops": float(gflops(loaded.module, loaded.record))}
+    except (ImportError, AttributeError, AgrideployError, TypeError, ValueError):
+        return {"params": None, "gflops": None}
+
+
+def cached_export(loaded, settings: Settings) -> Path:
+    """The model's FP32 ONNX (dynamic batch) from the cache, exported on a miss."""
+    from agrideploy.export import to_onnx
+
+    from agrideploy import __version__
+
+    rec = loaded.record
+    imgsz = settings.imgsz or rec.imgsz
+    key = _key(rec.source_sha256, rec.arch, rec.names, rec.channels, imgsz, rec.output_stride, __version__)
+    path = Path(settings.cache_dir) / "onnx" / key / f"{Path(rec.arch).stem}.onnx"
+    if path.is_file():
+        _say(f"cached ONNX {path}")
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _say(f"exporting {rec.arch} to {path}")
+    to_onnx(loaded, str(path), imgsz=imgsz, dynamic=True, force=True, progress=False)
+    return path
+
+
+def onnx_variant(onnx: Path, precision: str, settings: Settings) -> Path:
+    """FP16 / INT8 ONNX of an FP32 ONNX, cached by the FP32 file's hash (and the calibration)."""
+    if precision == "fp32":
+        return onnx
+    from agrideploy.optimize import ort_precision
+
+    folder = Path(settings.cache_dir) / "variants" / sha256_file(onnx)[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    if precision == "fp16":
+        out = folder / f"{onnx.stem}.fp16.onnx"
+        if not out.is_file():
+            _say(f"converting {onnx.name} to FP16")
+            ort_precision.to_fp16(onnx, out, force=True)
+        return out
+    out = folder / f"{onnx.stem}.int8.{_key(settings.calib, settings.calib_samples)}.onnx"
+    if not out.is_file():
+        _say(f"quantizing {onnx.name} to INT8 (calibration: {settings.calib})")
+        ort_precision.to_int8(onnx, out, calib=settings.calib, samples=settings.calib_samples, force=True)
+    return out
+
+
+def cached_engine(onnx: Path, precision: str, settings: Settings) -> Path:
+    """A TensorRT engine of `onnx`, cached per GPU model; needs an NVIDIA GPU."""
+    from agrideploy.optimize.gpu_probe import probe_gpu
+
+    gpu = probe_gpu()
+    if gpu is None:
+        raise AgrideployError("--backend tensorrt needs an NVIDIA GPU, and none was found here")
+    from agrideploy.optimize.trt_build import build_engine
+
+    key = _key(sha256_file(onnx), precision, gpu.name, gpu.compute_capability, settings.calib, max(settings.batches))
+    out = Path(settings.cache_dir) / "engines" / key / f"{onnx.stem}.{precision}.engine"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        build_engine(onnx, out, fp16=precision == "fp16", int8=precision == "int8",
+                     calib=settings.calib if precision == "int8" else None, max_batch=max(settings.batches), force=True)
+    return out
+
+
+def _onnx_params(path: Path) -> Optional[int]:
+    """Weights in an ONNX file (initializer elements), where the onnx package is installed."""
+    try:
+        import onnx
+    except ImportError:
+        return None
+    model = onnx.load(str(path), load_external_data=False)
+    return int(sum(int(np.prod(t.dims)) for t in model.graph.initializer))
+
+
+def _calib_notes(settings: Settings, precision: str) -> List[str]:
+    if precision == "int8" and settings.calib == "random":
+        return ["INT8 calibrated on random inputs: pass --calib with real images for meaningful INT8 accuracy"]
+    return []
+
+
+def _from_onnx(onnx: Path, backends: Sequence[str], settings: Settings, origin: str, stats: Dict[str, Any]) -> List[Job]:
+    own = onnx_precision(onnx)
+    precisions = list(settings.precisions) if own == "fp32" else [own]
+    notes = [] if own == "fp32" else [f"{onnx.name} is already {own}: measured as it is"]
+    jobs = []
+    for backend in backends:
+        if backend == "pytorch":
+            raise AgrideployError(f"{onnx} is an ONNX model; PyTorch runs checkpoints (use --backend onnxruntime or tensorrt)")
+        for precision in precisions:
+            if backend == "tensorrt":
+                artefact = cached_engine(onnx, precision, settings)
+            else:
+                artefact = onnx_variant(onnx, precision, settings) if own == "fp32" else onnx
+            jobs.append(Job(artefact, backend, precision, list(settings.batches), origin, stats.get("params"),
+                            stats.get("gflops"), notes + _calib_notes(settings, precision)))
+    return jobs
+
+
+def plan(models: Sequence[Optional[str]], settings: Settings, load: Optional[Callable[[Optional[str]], Any]] = None) -> List[Job]:
+    """Jobs for every MODEL (a checkpoint, ONNX or engine path; None = --arch with random weights).
+
+    `load(path_or_None)` reads a checkpoint into a models.LoadedModel (default: models.load_model).
+    """
+    from agrideploy.runtime.select import artefact_kind
+
+    settings.check()
+    jobs: List[Job] = []
+    for model in models:
+        kind = artefact_kind(model)
+        if model is not None and not Path(model).is_file():
+            raise AgrideployError(f"{model}: no such file")
+        if kind == "engine":
+            bad = [b for b in settings.backends if b != "tensorrt"]
+            if bad:
+                raise AgrideployError(f"{model} is a TensorRT engine; only --backend tensorrt runs it")
+            precision = engine_precision(Path(model)) or "fp32"
+            jobs.append(Job(Path(model), "tensorrt", precision, list(settings.batches), str(model)))
+        elif kind == "onnx":
+            path = Path(model)
+            jobs += _from_onnx(path, settings.backends or ["onnxruntime"], settings, sha256_file(path),
+                               {"params": _onnx_params(path)})
+        else:
+            jobs += _from_checkpoint(model, settings, load)
+    return jobs
+
+
+def _from_checkpoint(model: Optional[str], settings: Settings, load: Optional[Callable[[Optional[str]], Any]]) -> List[Job]:
+    if load is None:
+        from agrideploy.models import load_model as load
+
+    loaded = load(model)
+    stats = _torch_stats(loaded)
+    origin = loaded.record.source_sha256 or f"random:{loaded.record.arch}:{_key(loaded.record.to_dict())}"
+    backends = list(settings.backends or ["onnxruntime"])
+    jobs = []
+    if "pytorch" in backends:
+        if "fp32" in settings.precisions:
+            jobs.append(Job(loaded, "pytorch", "fp32", list(settings.batches), origin, stats["params"], stats["gflops"]))
+        if set(settings.precisions) - {"fp32"}:
+            _say("PyTorch is measured in FP32 only; FP16/INT8 are ONNX or TensorRT artefacts")
+        backends.remove("pytorch")
+    if backends:
+        jobs += _from_onnx(cached_export(loaded, settings), backends, settings, origin, stats)
+    return jobs
+
+
+# -- measuring -----------------------------------------------------------------------------------
+def _open(job: Job):
+    if job.backend == "pytorch":
+        from agrideploy.runtime.torch_runner import TorchRunner
+
+        return TorchRunner(job.artefact)
+    from agrideploy.runtime.select import open_runner
+
+    return open_runner(str(job.artefact), job.backend)
+
+
+def _scene(runner, settings: Settings, imgsz: Sequence[int], seed: int = 0) -> np.ndarray:
+    """A random uint8 frame (detection) or scene (segmentation) for the end-to-end loop."""
+    rec = runner.record
+    default = list(imgsz) if rec.task == "detect" else [4 * int(imgsz[0]), 4 * int(imgsz[1])]
+    h, w = (settings.scene or default)[:2]
+    return np.random.default_rng(seed).integers(0, 256, (int(h), int(w), rec.channels), dtype=np.uint8)
+
+
+def _end_to_end(runner, settings: Settings, batch: int, imgsz: Sequence[int]):
+    """(Loop, tiles_per_s) through the runtime pipeline, or (None, None) where it does not apply."""
+    if not settings.end_to_end:
+        return None, None
+    scene = _scene(runner, settings, imgsz)
+    if runner.record.task == "detect":
+        if batch != 1:  # the detection pipeline takes one frame at a time
+            return None, None
+        from agrideploy.runtime.detect import DetectionPipeline
+
+        pipeline = DetectionPipeline(runner)
+        loop = latency.run_loop(latency.pipeline_step(lambda: pipeline(scene), pipeline.timer), settings.method, "end-to-end")
+        return loop, None
+    from agrideploy.runtime.segment import SegmentationPipeline
+
+    pipeline = SegmentationPipeline(runner, batch=batch)
+    loop = latency.run_loop(latency.pipeline_step(lambda: pipeline.predict_array(scene), pipeline.timer), settings.method,
+                            "end-to-end")
+    tiles_per_frame = pipeline.tiles / max(1, loop.warmup_iters + loop.count)
+    return loop, tiles_per_frame * loop.count / loop.window_s if loop.window_s > 0 else None
+
+
+def _provider(runner) -> Optional[str]:
+    providers = getattr(runner, "providers", None)
+    if providers:
+        return str(providers[0])
+    return getattr(runner, "device", None)
+
+
+def measure(job: Job, batch: int, settings: Settings, device_kind: str) -> Dict[str, Any]:
+    """One run of the results document: `job` at `batch`."""
+    _say(f"{job.label} batch {batch}")
+    runner = _open(job)
+    sampler = TegrastatsSampler() if device_kind == "jetson" else None
+    try:
+        with MemoryWatch(device_kind) as watch:
+            runner.activate()
+            imgsz = list(settings.imgsz or runner.record.imgsz)
+            feed = latency.random_feed(runner, batch, imgsz)
+            if sampler is not None:
+                sampler.start()
+            host = latency.run_loop(latency.infer_step(runner, feed), settings.method, f"batch {batch}")
+            e2e, tiles_per_s = _end_to_end(runner, settings, batch, imgsz)
+        memory = watch.block(runner.memory())
+        record, provider = runner.record, _provider(runner)
+    finally:
+        if sampler is not None:
+            sampler.stop()
+        runner.deactivate()
+    notes = list(job.notes)
+    if not record.pretrained:
+        notes.append(RANDOM_NOTE)
+    if not watch.peak_was_reset:
+        notes.append("host peak RSS is the process peak since start (could not reset it per run)")
+    power = None
+    if sampler is not None:
+        power = power_block(sampler.window(host.started, host.started + host.window_s), host.window_s, batch * host.count)
+        if power is None:
+            notes.append("no tegrastats power sample fell inside the timed window")
+    artefact = job.artefact if isinstance(job.artefact, Path) else None
+    return {
+        "model": record.to_dict(),
+        "model_stats": {"params": job.params, "gflops": job.gflops,
+                        "size_bytes": artefact.stat().st_size if artefact else None},
+        "artefact": {"path": str(artefact) if artefact else f"{record.arch} (in memory)",
+                     "sha256": sha256_file(artefact) if artefact else (record.source_sha256 or "none"),
+                     "format": "engine" if job.backend == "tensorrt" else ("onnx" if artefact else "checkpoint")},
+        "backend": job.backend,
+        "provider": provider,
+        "precision": job.precision,
+        "batch": batch,
+        "imgsz": imgsz,
+        "method": latency.method_block(settings.method, host, SYNC_NOTE[job.backend]),
+        "latency_ms": {
+            "device": host.stats("device"),
+            "host": host.stats("host"),
+            "end_to_end": e2e.stats("end_to_end") if e2e else None,
+            "stages": _stages(e2e),
+        },
+        "throughput": latency.throughput_block(host, batch, imgsz, tiles_per_s),
+        "memory": memory,
+        "power": power,
+        "accuracy": None,
+        "notes": notes,
+    }
+
+
+def _stages(e2e: Optional[latency.Loop]) -> Optional[Dict[str, Any]]:
+    stages = ("pre", "infer", "post")
+    if e2e is None or not all(e2e.samples.get(s) for s in stages):
+        return None
+    return {s: e2e.stats(s) for s in stages}
+
+
+def _accuracy(job: Job, settings: Settings) -> Dict[str, Any]:
+    _say(f"{job.label}: accuracy on {settings.data}")
+    runner = _open(job)
+    try:
+        runner.activate()
+        return accuracy.evaluate(runner, settings.data, batch=max(job.batches))
+    finally:
+        runner.deactivate()
+
+
+def apply_deltas(runs: List[Dict[str, Any]], origins: List[str]) -> None:
+    """delta_vs_fp32 on every non-FP32 run whose model and backend also ran in FP32 with accuracy."""
+    reference = {}
+    for run, origin in zip(runs, origins):
+        if run["precision"] == "fp32" and run["accuracy"]:
+            reference[(origin, run["backend"])] = run["accuracy"]
+    for run, origin in zip(runs, origins):
+        ref = reference.get((origin, run["backend"]))
+        if run["accuracy"] and ref is not None and run["precision"] != "fp32":
+            run["accuracy"]["delta_vs_fp32"] = accuracy.delta_vs(ref, run["accuracy"])
+
+
+def gate_failures(runs: Sequence[Dict[str, Any]], max_map_drop: Optional[float], max_miou_drop: Optional[float]) -> List[str]:
+    """One line per (model, backend, precision) whose accuracy fell further than allowed below FP32."""
+    failures: List[str] = []
+    for run in runs:
+        delta = (run["accuracy"] or {}).get("delta_vs_fp32") or {}
+        for metric, limit, name in (("map50_95", max_map_drop, "mAP@0.5:0.95"), ("miou", max_miou_drop, "mIoU")):
+            if limit is None or metric not in delta or -delta[metric] <= limit:
+                continue
+            line = (f"{run['model']['arch']} {run['backend']} {run['precision']}: {name} dropped "
+                    f"{-delta[metric]:.4f} below FP32 (allowed {limit:g})")
+            if line not in failures:
+                failures.append(line)
+    return failures
+
+
+def run(jobs: Sequence[Job], settings: Settings, gpu_probe: Any = "probe") -> Outcome:
+    """Measure every job; returns the validated document and the gate failures (empty = passed)."""
+    if gpu_probe == "probe":
+        from agrideploy.optimize.gpu_probe import probe_gpu
+
+        gpu_probe = probe_gpu()
+    device = describe_device(gpu_probe=gpu_probe)
+    runs: List[Dict[str, Any]] = []
+    origins: List[str] = []
+    for job in jobs:
+        measured = [measure(job, batch, settings, device["kind"]) for batch in job.batches]
+        if settings.data:
+            acc = _accuracy(job, settings)
+            for one in measured:
+                one["accuracy"] = dict(acc, delta_vs_fp32={})
+        runs += measured
+        origins += [job.origin] * len(measured)
+    apply_deltas(runs, origins)
+    document = schema.new_document(device, software_versions(gpu_probe), runs)
+    return Outcome(document, gate_failures(runs, settings.max_map_drop, settings.max_miou_drop))
+
+
+# -- the table on stdout -------------------------------------------------------------------------
+def summary_table(document: Dict[str, Any]) -> str:
+    """One line per run: the medians a user compares first, unstable measurements marked with '!'."""
+    head = ("model", "backend", "prec", "batch", "host ms", "p99", "e2e ms", "img/s", "RSS MB", "accuracy")
+    rows = [head]
+    for r in document["runs"]:
+        host, e2e, acc = r["latency_ms"]["host"], r["latency_ms"]["end_to_end"], r["accuracy"]
+        if acc and acc["kind"] == "detect":
+            score = f"mAP50-95 {acc['map50_95']:.3f}"
+        elif acc:
+            score = f"mIoU {acc['miou']:.3f}"
+        else:
+            score = "-"
+        if acc and acc.get("delta_vs_fp32"):
+            score += " (" + ", ".join(f"{v:+.3f}" for v in acc["delta_vs_fp32"].values()) + ")"
+        rows.append((
+            r["model"]["arch"], r["backend"], r["precision"], str(r["batch"]),
+            f"{host['median']:.2f}" + ("!" if host["unstable"] else ""), f"{host['p99']:.2f}",
+            f"{e2e['median']:.2f}" + ("!" if e2e["unstable"] else "") if e2e else "-",
+            f"{r['throughput']['images_per_s']:.1f}", f"{(r['memory']['host_peak_rss_bytes'] or 0) / 2**20:.0f}", score,
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    if any("!" in line for line in lines[1:]):
+        lines.append("! = unstable: coefficient of variation above 2.5 %")
+    return "\n".join(lines)
