@@ -140,7 +140,12 @@ def drop_cast_round_trips(model) -> int:
     rewire = {}
     for node in graph.node:
         src = producer.get(node.input[0]) if _cast_to(node) == fp32 else None
-        if src is not None and _cast_to(src) == fp16 and node.output[0] not in outputs:
+        if src is None or _cast_to(src) != fp16:
+            continue
+        if node.output[0] in outputs:  # a graph output keeps its name: the cast becomes an Identity of the FP32 tensor
+            node.op_type, node.input[0] = "Identity", src.input[0]
+            del node.attribute[:]
+        else:
             rewire[node.output[0]] = src.input[0]
     for node in graph.node:
         for i, name in enumerate(node.input):
