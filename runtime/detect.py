@@ -18,6 +18,16 @@ from agrideploy.errors import AgrideployError
 NMS_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")
 
 
+def model_record(runner: Runner, task: str, what: str):
+    """The active runner's record, of the task the pipeline needs."""
+    if runner.record is None:
+        raise AgrideployError(
+            "the model carries no agrideploy record (an ONNX needs `agrideploy export`, an engine its sidecar <engine>.json)"
+        )
+    runner.record.expect_task(task, what)
+    return runner.record
+
+
 def model_input(runner: Runner):
     """(spec, (h, w)) of the runner's single image input; a free H or W falls back to the record's size."""
     specs = runner.input_specs
@@ -47,9 +57,7 @@ class DetectionPipeline:
 
     def __init__(self, runner: Runner, conf: float = 0.25, iou: float = 0.45, max_det: int = 1000, classes=None, ops=None):
         check_thresholds(conf, iou, max_det)
-        if runner.record is None:
-            raise AgrideployError("the runner has no model record; activate it first")
-        runner.record.expect_task("detect", "detection")
+        model_record(runner, "detect", "detection")
         if ops is None:
             from agrideploy.kernels.gpu import ops_for
 
