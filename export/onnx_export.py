@@ -154,7 +154,7 @@ def to_onnx(
     with atomic_output(path, force=force) as tmp:
         module, output_names = _export_module(loaded.module, record, argmax)
         bar.set_description(f"export {record.arch} (opset {opset})")
-        _check_head(module, record, shape)
+        _check_head(module, record, record.channels)
         model = _trace(module, shape, output_names, opset, exporter, dynamic or dynamic_hw, dynamic_hw)
         bar.update()
         if simplify:
@@ -289,11 +289,12 @@ def _trace(module, shape, output_names, opset: int, exporter: str, dynamic: bool
     return onnx.load_from_string(buffer.getvalue())
 
 
-def _check_head(module, record: ModelRecord, shape) -> None:
-    """One forward pass: the outputs have the layout the runtime will assume from the record."""
+def _check_head(module, record: ModelRecord, channels: int) -> None:
+    """One forward pass on a small input: the outputs have the layout the runtime will assume from the record."""
     torch = require("torch")
+    side = 2 * max(record.max_stride, 16)
     with torch.no_grad():
-        out = module(torch.zeros(shape, dtype=torch.float32))
+        out = module(torch.zeros((1, channels, side, side), dtype=torch.float32))
     if not isinstance(out, torch.Tensor):
         raise AgrideployError(f"{record.arch} returns {type(out).__name__}, expected one tensor (eval-mode forward)")
     dims = list(out.shape)
