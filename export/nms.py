@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Dict, List, Sequence
 
 import numpy as np
+from agrideploy.kernels.postprocess import check_thresholds
 
 from agrideploy.errors import AgrideployError
 from agrideploy.lazy import require
@@ -109,15 +110,6 @@ def add_nms(model, mode: str, *, conf_thres: float, iou_thres: float, max_det: i
         ]
     )
     return model
-
-
-def check_thresholds(conf_thres: float, iou_thres: float, max_det: int) -> None:
-    if not 0.0 <= conf_thres < 1.0:
-        raise AgrideployError(f"--conf-thres must be in [0, 1), got {conf_thres}")
-    if not 0.0 < iou_thres <= 1.0:
-        raise AgrideployError(f"--iou-thres must be in (0, 1], got {iou_thres}")
-    if max_det < 1:
-        raise AgrideployError(f"--max-det must be at least 1, got {max_det}")
 
 
 def _dim(dim):

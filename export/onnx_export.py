@@ -101,7 +101,8 @@ def to_onnx(
 
     Raises AgrideployError, leaving no file behind, on a bad flag or a failed verification.
     """
-    from agrideploy.export.nms import NMS_MODES, check_thresholds
+    from agrideploy.export.nms import NMS_MODES
+    from agrideploy.kernels.postprocess import check_thresholds
 
     record: ModelRecord = loaded.record
     start = time.perf_counter()

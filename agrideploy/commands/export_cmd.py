@@ -29,8 +29,8 @@ def register(sub) -> None:
     det = p.add_argument_group("detectors")
     det.add_argument("--nms", choices=("none", "onnx", "trt"), default="none",
                      help="NMS in the graph: none (raw head), onnx (NonMaxSuppression), trt (EfficientNMS_TRT plugin)")
-    det.add_argument("--conf-thres", type=float, default=0.25, help="--nms score threshold (default 0.25)")
-    det.add_argument("--iou-thres", type=float, default=0.45, help="--nms IoU threshold (default 0.45)")
+    det.add_argument("--conf-thres", "--conf", type=float, default=0.25, help="--nms score threshold (default 0.25)")
+    det.add_argument("--iou-thres", "--iou", type=float, default=0.45, help="--nms IoU threshold (default 0.45)")
     det.add_argument("--max-det", type=int, default=100, help="--nms detections kept per image (default 100)")
     seg = p.add_argument_group("segmenters")
     seg.add_argument("--argmax", nargs="?", const="uint8", choices=("uint8", "int32"),

@@ -103,7 +103,7 @@ def test_trt_nms_carries_the_plugin_node(det, tmp_path):
 
 
 def test_nms_flags_are_checked(det, tmp_path):
-    with pytest.raises(AgrideployError, match="--iou-thres"):
+    with pytest.raises(AgrideployError, match="--iou must be in"):
         to_onnx(det, tmp_path / "x.onnx", nms="onnx", iou_thres=0.0, progress=False)
     with pytest.raises(AgrideployError, match="--nms takes"):
         to_onnx(det, tmp_path / "x.onnx", nms="torch", progress=False)
