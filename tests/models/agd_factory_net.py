@@ -31,3 +31,24 @@ def trained_state_dict(seed: int = 7) -> dict:
         net.bn.running_mean.normal_()
         net.bn.running_var.uniform_(0.5, 1.5)
     return net.state_dict()
+
+
+class TinyDetector(nn.Module):
+    """One level at stride 8 with three anchors, YOLOv5 layout: anchors buffer in grid units, stride tensor."""
+
+    def __init__(self, classes: int = 2):
+        super().__init__()
+        self.body = nn.Conv2d(3, 8, 8, stride=8)
+        self.head = nn.Conv2d(8, 3 * (5 + classes), 1)
+        self.register_buffer("anchors", torch.tensor([[[1.25, 1.625], [2.0, 3.75], [4.125, 2.875]]]))
+        self.register_buffer("stride", torch.tensor([8.0]))
+        self.no = 5 + classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.head(self.body(x)).sigmoid()
+        b, _, h, w = y.shape
+        return y.view(b, 3, self.no, h, w).permute(0, 1, 3, 4, 2).reshape(b, -1, self.no)
+
+
+def build_detector() -> nn.Module:
+    return TinyDetector()

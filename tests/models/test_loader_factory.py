@@ -107,3 +107,16 @@ def test_factory_through_the_cli(tmp_path, cli):
     assert "state-dict+factory" in res.stdout
     assert f"{n_params:,}" in res.stdout
     assert f"all {len(trained_state_dict())} keys matched" in res.stdout
+
+
+def test_factory_detector_geometry_read_from_its_head(tmp_path):
+    from agd_factory_net import TinyDetector
+
+    path = tmp_path / "det.pth"
+    torch.save(TinyDetector().state_dict(), path)
+    loaded = load_model(path, factory="agd_factory_net:build_detector", imgsz=64)
+    r = loaded.record
+    assert (r.task, r.num_classes, r.strides, r.letterbox) == ("detect", 2, [8], True)
+    assert r.anchors == [[10.0, 13.0, 16.0, 30.0, 33.0, 23.0]]
+    with pytest.raises(AgrideployError, match="not a multiple of the model's largest stride 8"):
+        load_model(path, factory="agd_factory_net:build_detector", imgsz=60)
