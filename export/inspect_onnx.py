@@ -38,9 +38,9 @@ def describe_onnx(path: str | os.PathLike) -> str:
         shown = ", ".join(f"{k}={_short(v)}" for k, v in sorted(props.items())) or "none"
         lines.append(f"  no agrideploy record (not exported by agrideploy); metadata_props: {shown}")
     lines.append("inputs:")
-    lines.extend(f"  {n:12s} {shape} {dtype}" for n, shape, dtype in _io(model.graph.input, model))
+    lines.extend(f"  {n:12s} {shape} {dtype}" for n, shape, dtype in io_specs(model.graph.input, model))
     lines.append("outputs:")
-    lines.extend(f"  {n:12s} {shape} {dtype}" for n, shape, dtype in _io(model.graph.output, model))
+    lines.extend(f"  {n:12s} {shape} {dtype}" for n, shape, dtype in io_specs(model.graph.output, model))
     ops = Counter(n.op_type for n in model.graph.node)
     lines.append(f"nodes: {len(model.graph.node)} ({', '.join(f'{op} {c}' for op, c in ops.most_common())})")
     lines.append(f"parameters: {count_parameters(model):,} (initializer elements)")
@@ -82,7 +82,7 @@ def count_gflops(model, hw: Optional[Sequence[int]] = None) -> Tuple[float, int]
                 d.dim_value = int(hw[i - 2])
     try:
         inferred = onnx.shape_inference.infer_shapes(fixed, data_prop=True)
-    except Exception:  # noqa: BLE001 - a graph shape inference cannot follow is counted as unknown
+    except Exception:  # a graph shape inference cannot follow: its nodes count as unknown
         inferred = fixed
     shapes = _known_shapes(inferred)
     macs, skipped = 0, 0
@@ -140,7 +140,8 @@ def _input_hw(model, hw) -> str:
     return f"{h}x{w}"
 
 
-def _io(values, model) -> List[Tuple[str, list, str]]:
+def io_specs(values, model) -> List[Tuple[str, list, str]]:
+    """(name, shape with dim names for dynamic axes, NumPy dtype name) of graph inputs or outputs."""
     onnx = require("onnx")
     initializers = {i.name for i in model.graph.initializer}
     items = []

@@ -199,6 +199,8 @@ def to_onnx(
         tmp.write_bytes(model_bytes)
         bar.update()
     bar.close()
+    from agrideploy.export.inspect_onnx import io_specs
+
     final = onnx.load_from_string(model_bytes)
     return ExportResult(
         path=path,
@@ -206,8 +208,8 @@ def to_onnx(
         opset=opset,
         exporter=exporter,
         target_trt=target,
-        inputs=_io(final.graph.input),
-        outputs=_io(final.graph.output),
+        inputs=io_specs(final.graph.input, final),
+        outputs=io_specs(final.graph.output, final),
         size_bytes=len(model_bytes),
         sha256=sha256_file(path),
         seconds=time.perf_counter() - start,
@@ -325,13 +327,3 @@ def _finish(model, record: ModelRecord, opset: int, exporter: str, flags: Dict[s
     model.graph.name = Path(record.arch).stem
     write_metadata(model, record, {"opset": opset, "exporter": exporter, "torch": torch.__version__, "flags": flags})
     return model.SerializeToString(deterministic=True)
-
-
-def _io(values) -> List[Tuple[str, list, str]]:
-    onnx = require("onnx")
-    items = []
-    for v in values:
-        t = v.type.tensor_type
-        shape = [d.dim_param if d.dim_param else d.dim_value for d in t.shape.dim]
-        items.append((v.name, shape, onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name))
-    return items
