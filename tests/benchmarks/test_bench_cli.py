@@ -1,0 +1,157 @@
+"""`agrideploy bench` as a user runs it, on tiny ONNX models: a valid results document with every
+sample kept, the batch and precision sweep, end-to-end stages, accuracy with FP32 deltas and the
+gates; and the orchestration's gate logic on constructed accuracies."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from agrideploy.benchmarks import bench, schema
+from bench_tiny_onnx import tiny_detector, tiny_segmenter
+from PIL import Image
+
+FAST = ["--iters", "3", "--warmup-s", "0", "--warmup-iters", "1"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    return {"det": tiny_detector(folder / "det.onnx"), "seg": tiny_segmenter(folder / "seg.onnx"), "dir": folder}
+
+
+@pytest.fixture(scope="module")
+def seg_data(models):
+    """Three 4-band GeoTIFF crops with random class masks (PNG and GeoTIFF), one pixel unlabelled."""
+    transform = pytest.importorskip("rasterio.transform", reason="GeoTIFF datasets need rasterio (the geo extra)")
+    import rasterio
+
+    root = models["dir"] / "landcover"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(3)
+    geo = {"driver": "GTiff", "width": 20, "height": 24, "dtype": "uint8", "crs": "EPSG:32633",
+           "transform": transform.from_origin(500000, 4000000, 10, 10)}
+    for i in range(3):
+        bands = rng.integers(0, 256, (4, 24, 20), dtype=np.uint8)
+        with rasterio.open(root / "images" / f"s{i}.tif", "w", count=4, **geo) as dst:
+            dst.write(bands)
+        mask = rng.integers(0, 3, (24, 20), dtype=np.uint8)
+        mask[0, 0] = 255
+        if i == 2:
+            with rasterio.open(root / "masks" / f"s{i}.tif", "w", count=1, **geo) as dst:
+                dst.write(mask[None])
+        else:
+            Image.fromarray(mask).save(root / "masks" / f"s{i}.png")
+    return root
+
+
+def test_sweep_writes_a_valid_document(cli, models, tmp_path):
+    out = tmp_path / "r.json"
+    res = cli("bench", models["det"], models["seg"], "--batch", "1,2", "--precision", "fp32,fp16", *FAST,
+              "--cache-dir", tmp_path / "cache", "-o", out)
+    assert res.returncode == 0, res.stderr
+    doc = schema.load_results([out])[0]
+    runs = doc["runs"]
+    assert [(r["model"]["arch"], r["precision"], r["batch"]) for r in runs] == [
+        (arch, p, b) for arch in ("tiny-detect", "tiny-segment") for p in ("fp32", "fp16") for b in (1, 2)]
+    for r in runs:
+        assert r["latency_ms"]["host"]["count"] == 3 == len(r["latency_ms"]["host"]["samples"])
+        assert r["method"]["iters"] == 3 and r["method"]["warmup_iters"] >= 1
+        assert r["latency_ms"]["device"] is None  # ONNX Runtime on the CPU has no device timer
+        assert r["provider"] == "CPUExecutionProvider"
+        assert "random weights: accuracy is meaningless" in r["notes"]
+        assert r["memory"]["host_peak_rss_bytes"] > 0
+    det1 = runs[0]
+    assert set(det1["latency_ms"]["stages"]) == {"pre", "infer", "post"} and det1["latency_ms"]["end_to_end"]["count"] == 3
+    assert runs[1]["latency_ms"]["end_to_end"] is None  # detection end-to-end is per frame: batch 1 only
+    seg = [r for r in runs if r["model"]["task"] == "segment"]
+    assert all(r["throughput"]["tiles_per_s"] > 0 and r["latency_ms"]["stages"] for r in seg)
+    fp16 = [r for r in runs if r["precision"] == "fp16"]
+    assert all(r["artefact"]["path"].endswith(".fp16.onnx") and str(tmp_path / "cache") in r["artefact"]["path"] for r in fp16)
+    table = res.stdout.splitlines()
+    assert table[0].split()[:4] == ["model", "backend", "prec", "batch"] and len([t for t in table if "tiny-" in t]) == 8
+
+
+def test_cache_is_reused(cli, models, tmp_path):
+    for _ in range(2):
+        res = cli("bench", models["seg"], "--precision", "fp16", *FAST, "--no-end-to-end", "--cache-dir", tmp_path / "c",
+                  "-o", tmp_path / "r.json", "--force")
+        assert res.returncode == 0, res.stderr
+    assert "converting seg.onnx to FP16" not in res.stderr  # the second run found it in the cache
+    assert len(list((tmp_path / "c").rglob("*.fp16.onnx"))) == 1
+
+
+def test_segmentation_accuracy_and_gate(cli, models, seg_data, tmp_path):
+    out = tmp_path / "acc.json"
+    res = cli("bench", models["seg"], "--precision", "fp32,fp16", *FAST, "--no-end-to-end", "--data", seg_data,
+              "--max-miou-drop", "0.5", "--cache-dir", tmp_path / "c", "-o", out)
+    assert res.returncode == 0, res.stderr
+    fp32, fp16 = schema.load_results([out])[0]["runs"]
+    assert fp32["accuracy"]["kind"] == "segment" and 0.0 <= fp32["accuracy"]["miou"] <= 1.0
+    assert set(fp32["accuracy"]["per_class_iou"]) == {"background", "crop", "weed"}
+    assert fp32["accuracy"]["delta_vs_fp32"] == {}
+    delta = fp16["accuracy"]["delta_vs_fp32"]
+    assert delta["miou"] == pytest.approx(fp16["accuracy"]["miou"] - fp32["accuracy"]["miou"])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--max-map-drop", "0.01"], "need --data"),
+        (["--precision", "fp64"], "--precision takes fp32, fp16, int8"),
+        (["--batch", "0"], "positive batch sizes"),
+        (["--backend", "pytorch"], "PyTorch runs checkpoints"),
+    ],
+)
+def test_user_errors_exit_2(cli, models, tmp_path, args, message):
+    res = cli("bench", models["det"], *FAST, *args, "-o", tmp_path / "r.json")
+    assert res.returncode == 2
+    assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_no_model_and_no_arch(cli, tmp_path):
+    res = cli("bench", "-o", tmp_path / "r.json")
+    assert res.returncode == 2 and "--arch for random weights" in res.stderr
+
+
+def acc_run(precision, map50_95, arch="m", backend="onnxruntime"):
+    return {"model": {"arch": arch}, "backend": backend, "precision": precision,
+            "accuracy": {"kind": "detect", "map50": map50_95 + 0.2, "map50_95": map50_95, "delta_vs_fp32": {}}}
+
+
+def test_deltas_and_gates_on_constructed_accuracies():
+    runs = [acc_run("fp32", 0.50), acc_run("fp16", 0.495), acc_run("int8", 0.40), acc_run("int8", 0.40),
+            acc_run("int8", 0.1, backend="tensorrt")]
+    bench.apply_deltas(runs, ["a", "a", "a", "a", "a"])
+    assert runs[1]["accuracy"]["delta_vs_fp32"] == {"map50": pytest.approx(-0.005), "map50_95": pytest.approx(-0.005)}
+    assert runs[2]["accuracy"]["delta_vs_fp32"]["map50_95"] == pytest.approx(-0.1)
+    assert runs[4]["accuracy"]["delta_vs_fp32"] == {}  # no FP32 TensorRT run to compare with
+    failures = bench.gate_failures(runs, max_map_drop=0.05, max_miou_drop=None)
+    assert failures == ["m onnxruntime int8: mAP@0.5:0.95 dropped 0.1000 below FP32 (allowed 0.05)"]  # once, not per batch
+    assert bench.gate_failures(runs, max_map_drop=0.2, max_miou_drop=None) == []
+    assert bench.gate_failures(runs, max_map_drop=None, max_miou_drop=0.0) == []  # detection runs have no mIoU
+
+
+def test_gate_failure_exits_1(models, seg_data, tmp_path, monkeypatch, capsys):
+    """A constructed accuracy drop through the real CLI path: results are written, then exit 1 with the reason."""
+    from agrideploy import cli as agd_cli
+
+    real = bench.accuracy.evaluate
+
+    def worse_for_fp16(runner, source, batch=64):
+        acc = real(runner, source, batch=batch)
+        if "fp16" in str(runner.path):
+            acc["miou"] -= 0.3
+        return acc
+
+    monkeypatch.setattr(bench.accuracy, "evaluate", worse_for_fp16)
+    out = tmp_path / "gate.json"
+    code = agd_cli.main(["bench", str(models["seg"]), "--precision", "fp32,fp16", *FAST, "--no-end-to-end",
+                         "--data", str(seg_data), "--max-miou-drop", "0.1", "--cache-dir", str(tmp_path / "c"), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "accuracy gate failed: tiny-segment onnxruntime fp16: mIoU dropped 0.3000 below FP32 (allowed 0.1)" in err
+    assert json.loads(out.read_text())["runs"][1]["accuracy"]["delta_vs_fp32"]["miou"] == pytest.approx(-0.3)
