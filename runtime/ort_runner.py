@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -84,7 +85,9 @@ class OrtRunner(Runner):
         if self.threads:
             options.intra_op_num_threads = int(self.threads)
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=wanted)
+            with warnings.catch_warnings():  # its "not in available provider names" warning: said below in one line
+                warnings.simplefilter("ignore")
+                self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=wanted)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise AgrideployError(f"ONNX Runtime cannot load {self.path}: {first}") from None

@@ -1,0 +1,43 @@
+"""Reading images: Pillow as RGB uint8, GeoTIFF with every band and its dtype, bands by number."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from agrideploy.kernels.imageio import parse_bands, read_image
+from PIL import Image
+
+from agrideploy.errors import AgrideployError
+
+
+def test_png_is_rgb_uint8_and_grey_is_expanded(tmp_path):
+    grey = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    Image.fromarray(grey).save(tmp_path / "g.png")
+    img = read_image(tmp_path / "g.png")
+    assert img.shape == (3, 4, 3) and img.dtype == np.uint8
+    np.testing.assert_array_equal(img[:, :, 1], grey)
+    np.testing.assert_array_equal(read_image(tmp_path / "g.png", bands=[3, 1]), img[:, :, [2, 0]])
+
+
+def test_geotiff_keeps_bands_and_dtype(tmp_path):
+    data = np.random.default_rng(0).integers(0, 10000, (5, 6, 7)).astype(np.uint16)
+    with rasterio.open(tmp_path / "s.tif", "w", driver="GTiff", height=6, width=7, count=5, dtype="uint16") as dst:
+        dst.write(data)
+    img = read_image(tmp_path / "s.tif")
+    assert img.shape == (6, 7, 5) and img.dtype == np.uint16
+    np.testing.assert_array_equal(img, data.transpose(1, 2, 0))
+    np.testing.assert_array_equal(read_image(tmp_path / "s.tif", bands=[4, 2]), data[[3, 1]].transpose(1, 2, 0))
+    with pytest.raises(AgrideployError, match="has 5 bands; band 6 does not exist"):
+        read_image(tmp_path / "s.tif", bands=[1, 6])
+
+
+def test_unreadable_files_and_band_flags_are_one_line(tmp_path):
+    (tmp_path / "x.tif").write_bytes(b"II*\0garbage")
+    with pytest.raises(AgrideployError, match=r"^cannot read image .*x\.tif: "):
+        read_image(tmp_path / "x.tif")
+    assert parse_bands("1,2, 4") == [1, 2, 4] and parse_bands(None) is None
+    with pytest.raises(AgrideployError, match="--bands counts from 1"):
+        parse_bands("0,1")
+    with pytest.raises(AgrideployError, match="comma-separated band numbers"):
+        parse_bands("red,nir")
