@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from agrideploy.benchmarks import accuracy as A
+from agrideploy.runtime.runner import Runner, TensorSpec
 from PIL import Image
 
 from agrideploy.errors import AgrideployError
+from agrideploy.record import ModelRecord
 
 RECALLS = np.linspace(0, 1, 101)  # COCO's recall points
 
@@ -211,3 +213,51 @@ def test_mask_dataset(tmp_path):
     write_png(tmp_path / "masks" / "t2.png", np.zeros((4, 4, 3)))
     with pytest.raises(AgrideployError, match="must be single-band"):
         A.read_mask(tmp_path / "masks" / "t2.png")
+
+
+class BoxRunner(Runner):
+    """A detector stand-in whose output (decoded YOLOv5 layout) places the same boxes on every image."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, boxes_xywh, classes, shift=0.0):
+        super().__init__(ModelRecord(task="detect", arch="boxes", names=["weed", "crop"], imgsz=[64, 64], strides=[8],
+                                     anchors=[[10, 13, 16, 30, 33, 23]]))
+        self.rows = np.zeros((1, len(boxes_xywh), 7), np.float32)
+        self.rows[0, :, :4] = np.asarray(boxes_xywh, np.float32) + shift
+        self.rows[0, :, 4] = 0.9
+        self.rows[0, np.arange(len(classes)), 5 + np.asarray(classes)] = 1.0
+        self.activate()
+
+    @property
+    def input_specs(self):
+        return [TensorSpec("images", (1, 3, 64, 64), "float32")]
+
+    @property
+    def output_specs(self):
+        return [TensorSpec("output0", self.rows.shape, "float32")]
+
+    def _activate(self):
+        pass
+
+    def _deactivate(self):
+        pass
+
+    def _infer(self, feed):
+        return {"output0": self.rows.copy()}
+
+
+def test_evaluate_detection_through_the_pipeline(tmp_path):
+    """Images the size of the model input (no letterbox scaling): perfect boxes score 1, shifted ones less."""
+    boxes, classes = [[16, 16, 12, 12], [40, 44, 20, 10]], [0, 1]
+    for i in range(2):
+        write_png(tmp_path / "images" / f"{i}.png", np.full((64, 64, 3), 90))
+        (tmp_path / "labels").mkdir(exist_ok=True)
+        (tmp_path / "labels" / f"{i}.txt").write_text(
+            "".join(f"{c} {x / 64} {y / 64} {w / 64} {h / 64}\n" for c, (x, y, w, h) in zip(classes, boxes)))
+    perfect = A.evaluate(BoxRunner(boxes, classes), tmp_path)
+    assert perfect["kind"] == "detect" and perfect["objects"] == 4 and perfect["images"] == 2
+    assert perfect["map50"] == pytest.approx(1.0) and perfect["map50_95"] == pytest.approx(1.0)
+    shifted = A.evaluate(BoxRunner(boxes, classes, shift=2.0), tmp_path)
+    assert shifted["map50"] == pytest.approx(1.0)
+    assert 0.0 < shifted["map50_95"] < 1.0
