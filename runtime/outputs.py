@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -102,9 +103,15 @@ class ClassMapWriter:
         dtype = "uint8" if len(self.names) <= 256 else "int32"
         profile = dict(driver="GTiff", height=self.scene.height, width=self.scene.width, count=1, dtype=dtype,
                        compress="deflate", crs=self.scene.crs, transform=self.scene.transform)
-        if self.scene.transform is None:
+        if self.scene.transform is None:  # a plain image: pixel coordinates, said by leaving georeferencing out
             profile.pop("transform")
-        self._dst = rasterio.open(tmp, "w", **profile)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            self._dst = rasterio.open(tmp, "w", **profile)
+        if len(self.names) <= 256:  # before any pixel: GDAL cannot change the photometric tag afterwards
+            palette = default_palette(len(self.names))
+            self._dst.write_colormap(1, {i: tuple(int(v) for v in c) + (255,) for i, c in enumerate(palette)})
+        self._dst.descriptions = ("class",)
         return self
 
     def write_rows(self, r0: int, rows: np.ndarray) -> None:
@@ -114,10 +121,6 @@ class ClassMapWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            if exc_type is None and len(self.names) <= 256:
-                palette = default_palette(len(self.names))
-                self._dst.write_colormap(1, {i: tuple(int(v) for v in c) + (255,) for i, c in enumerate(palette)})
-                self._dst.descriptions = ("class",)
             self._dst.close()
         finally:
             self._atomic.__exit__(exc_type, exc, tb)
@@ -129,7 +132,10 @@ class ClassMapWriter:
 def read_preview_mask(path: str | os.PathLike, max_side: int = PREVIEW_MAX_SIDE) -> np.ndarray:
     """The class map at most `max_side` pixels on a side (nearest-neighbour decimation by rasterio)."""
     rasterio = require("rasterio")
-    with rasterio.open(path) as src:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        src = rasterio.open(path)
+    with src:
         factor = max(1, -(-max(src.height, src.width) // max_side))
         shape = (max(1, src.height // factor), max(1, src.width // factor))
         return src.read(1, out_shape=shape)
