@@ -37,15 +37,14 @@ class TorchRunner(Runner):
 
     @property
     def input_specs(self) -> List[TensorSpec]:
-        h, w = self.record.imgsz
-        return [TensorSpec("images", (-1, self.record.channels, h, w), "float32")]
+        """Any batch and size (detectors: multiples of the max stride); pipelines default to the record's imgsz."""
+        return [TensorSpec("images", (-1, self.record.channels, -1, -1), "float32")]
 
     @property
     def output_specs(self) -> List[TensorSpec]:
         if self.record.task == "detect":
             return [TensorSpec("output0", (-1, -1, 5 + self.record.num_classes), "float32")]
-        h, w = self.record.imgsz
-        return [TensorSpec("logits", (-1, self.record.num_classes, h, w), "float32")]
+        return [TensorSpec("logits", (-1, self.record.num_classes, -1, -1), "float32")]
 
     def _infer(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         torch = require("torch")

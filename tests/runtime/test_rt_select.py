@@ -75,3 +75,17 @@ def test_onnx_without_record_is_one_line(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     with pytest.raises(AgrideployError, match="carries no agrideploy model record; export it with `agrideploy export`"):
         OrtRunner(path).activate()
+
+
+def test_pytorch_runner_takes_any_tile_size():
+    from agrideploy.kernels.gpu import NUMPY_OPS
+    from agrideploy.runtime.segment import SegmentationPipeline
+
+    image = np.random.default_rng(0).integers(0, 1000, (40, 50, 4)).astype(np.uint16)
+    with TorchRunner(tiny.tiny_segmenter()) as runner:
+        assert runner.input_specs[0].shape == (-1, 4, -1, -1)
+        pipe = SegmentationPipeline(runner, tile=16, overlap=0.0, ops=NUMPY_OPS)
+        mask = pipe.predict_array(image)
+        ref = runner.infer({"images": np.transpose(image[:16, :16] / 1000, (2, 0, 1))[None].astype(np.float32)})["logits"]
+    assert pipe.tile_hw == (16, 16) and mask.shape == (40, 50)
+    np.testing.assert_array_equal(mask[:16, :16], ref[0].argmax(0))
