@@ -155,3 +155,13 @@ def test_gate_failure_exits_1(models, seg_data, tmp_path, monkeypatch, capsys):
     assert code == 1
     assert "accuracy gate failed: tiny-segment onnxruntime fp16: mIoU dropped 0.3000 below FP32 (allowed 0.1)" in err
     assert json.loads(out.read_text())["runs"][1]["accuracy"]["delta_vs_fp32"]["miou"] == pytest.approx(-0.3)
+
+
+def test_side_by_side_script_is_runnable_as_a_module():
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "agrideploy.benchmarks.scripts.side_by_side", "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "--seconds" in res.stdout and "--quick" in res.stdout
