@@ -264,8 +264,9 @@ def latency_table(rows: Sequence[Dict[str, Any]]) -> Table:
         "latency", "Latency",
         ["Model", "Device", "Backend", "Precision", "Batch", "Input", "Compute median ms", "Host median ms", "Host p90 ms",
          "Host p99 ms", "Host CoV %", "End-to-end median ms", "Images/s", "Flags"],
-        caption="Per batch, in milliseconds. Compute: the backend's device-side timer (no copies). Host: the inference "
-        "call, copies included. End-to-end: pre-processing + inference + post-processing. "
+        caption="Milliseconds. Compute: the backend's device-side timer per batch (no copies). Host: the inference call "
+        "per batch, copies included. End-to-end: one frame (detection) or one scene of overlapping tiles (segmentation) "
+        "through pre-processing + inference + post-processing. "
         f"{UNSTABLE_MARK} marks an unstable measurement (CoV > 2.5 %): read it as a range and rerun with locked clocks.",
     )
     for r in rows:
@@ -283,8 +284,8 @@ def stage_table(rows: Sequence[Dict[str, Any]]) -> Table:
         "stages", "End-to-end stage breakdown",
         ["Model", "Device", "Backend", "Precision", "Batch", "Input", "Pre ms", "Infer ms", "Post ms", "End-to-end ms",
          "Pre + post share %"],
-        caption="Median of each stage per batch. A large pre + post share means the engine is not the bottleneck: "
-        "a faster precision will not help much.",
+        caption="Median of each stage per frame (detection) or scene (segmentation). A large pre + post share means the "
+        "engine is not the bottleneck: a faster precision will not help much.",
     )
     for r in rows:
         if r["infer_ms"] is None:
