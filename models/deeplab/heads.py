@@ -48,7 +48,8 @@ class ASPP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.pool(x.mean((2, 3), keepdim=True))
-        y = [branch(x) for branch in self.branches] + [broadcast_pooled(pooled, x)]
+        y = [branch(x) for branch in self.branches]
+        y.append(broadcast_pooled(pooled, y[0]))
         return self.project(torch.cat(y, 1))
 
 
@@ -90,7 +91,8 @@ class BubbliiiingASPP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.branch5_relu(self.branch5_bn(self.branch5_conv(x.mean((2, 3), keepdim=True))))
-        y = [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x), broadcast_pooled(pooled, x)]
+        y = [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)]
+        y.append(broadcast_pooled(pooled, y[0]))
         return self.conv_cat(torch.cat(y, 1))
 
 
@@ -138,7 +140,8 @@ class JfzhangASPP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = self.global_avg_pool(x)
-        y = [self.aspp1(x), self.aspp2(x), self.aspp3(x), self.aspp4(x), broadcast_pooled(pooled, x)]
+        y = [self.aspp1(x), self.aspp2(x), self.aspp3(x), self.aspp4(x)]
+        y.append(broadcast_pooled(pooled, y[0]))
         return self.dropout(self.relu(self.bn1(self.conv1(torch.cat(y, 1)))))
 
 

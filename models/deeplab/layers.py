@@ -39,5 +39,9 @@ def resize(x: torch.Tensor, size) -> torch.Tensor:
 
 
 def broadcast_pooled(pooled: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Upsample a 1x1 pooled map to `like`'s size: bilinear from one pixel is an exact broadcast."""
-    return pooled.expand(-1, -1, like.shape[2], like.shape[3])
+    """Upsample a 1x1 pooled map to `like`'s shape (another ASPP branch's output).
+
+    Bilinear resizing of one pixel is an exact broadcast; expand_as exports as Shape + Expand,
+    with no Resize whose sizes TensorRT would have to compute at run time.
+    """
+    return pooled.expand_as(like)

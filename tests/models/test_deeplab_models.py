@@ -74,6 +74,12 @@ def test_deeplab_upstream_parameter_counts(model, arch):
     assert count(model(arch)) == UPSTREAM_PARAMS[arch]
 
 
+def test_deeplab_paper_backbone_has_the_aligned_xception65_weights_of_both_repos(model):
+    # same layers and widths, different wiring: 37,867,312 backbone parameters (models.md 3.2/3.3)
+    counts = {arch: count(model(arch).backbone) for arch in DEEPLAB_ARCHS if "xception" in arch}
+    assert set(counts.values()) == {37_867_312}, counts
+
+
 def test_deeplab_extra_bands_only_grow_the_first_conv(model):
     # each band adds one 3x3 kernel per stem filter: 32 * 9 = 288 parameters (models.md 3.2)
     arch = "deeplabv3plus-xception-jfzhang95"
