@@ -33,7 +33,7 @@ RANDOM_NOTE = "random weights: accuracy is meaningless"
 SYNC_NOTE = {
     "onnxruntime": "host-synchronous session.run; outputs on the host",
     "pytorch": "eager forward under no_grad; cuda.synchronize on GPU; outputs on the host",
-    "tensorrt": "execute_async_v3 then stream synchronize; H2D and D2H copies in host scope",
+    "tensorrt": "CUDA events around execute_async_v3 (device scope, no copies); host scope adds H2D, D2H and the stream synchronize",
 }
 
 
@@ -62,6 +62,7 @@ class Settings:
     cache_dir: Path = field(default_factory=default_cache_dir)
     scene: Optional[List[int]] = None  # end-to-end input: detection frame (default imgsz), segmentation scene (4 tiles)
     end_to_end: bool = True
+    cuda_graph: bool = False  # TensorRT: replay the captured execute_async_v3 as a CUDA graph
 
     def check(self) -> None:
         bad = [p for p in self.precisions if p not in PRECISIONS]
@@ -283,11 +284,15 @@ def _from_checkpoint(model: Optional[str], settings: Settings, load: Optional[Ca
 
 
 # -- measuring -----------------------------------------------------------------------------------
-def _open(job: Job):
+def _open(job: Job, settings: Settings):
     if job.backend == "pytorch":
         from agrideploy.runtime.torch_runner import TorchRunner
 
         return TorchRunner(job.artefact)
+    if job.backend == "tensorrt" and Path(job.artefact).suffix.lower() != ".onnx":
+        from agrideploy.runtime.trt_runner import TrtRunner
+
+        return TrtRunner(job.artefact, cuda_graph=settings.cuda_graph)
     from agrideploy.runtime.select import open_runner
 
     return open_runner(str(job.artefact), job.backend)
@@ -333,7 +338,7 @@ def _provider(runner) -> Optional[str]:
 def measure(job: Job, batch: int, settings: Settings, device_kind: str) -> Dict[str, Any]:
     """One run of the results document: `job` at `batch`."""
     _say(f"{job.label} batch {batch}")
-    runner = _open(job)
+    runner = _open(job, settings)
     sampler = TegrastatsSampler() if device_kind == "jetson" else None
     try:
         with MemoryWatch(device_kind) as watch:
@@ -373,7 +378,8 @@ def measure(job: Job, batch: int, settings: Settings, device_kind: str) -> Dict[
         "precision": job.precision,
         "batch": batch,
         "imgsz": imgsz,
-        "method": latency.method_block(settings.method, host, SYNC_NOTE[job.backend]),
+        "method": dict(latency.method_block(settings.method, host, SYNC_NOTE[job.backend]),
+                       cuda_graph=bool(settings.cuda_graph and job.backend == "tensorrt")),
         "latency_ms": {
             "device": host.stats("device"),
             "host": host.stats("host"),
@@ -397,7 +403,7 @@ def _stages(e2e: Optional[latency.Loop]) -> Optional[Dict[str, Any]]:
 
 def _accuracy(job: Job, settings: Settings) -> Dict[str, Any]:
     _say(f"{job.label}: accuracy on {settings.data}")
-    runner = _open(job)
+    runner = _open(job, settings)
     try:
         runner.activate()
         return accuracy.evaluate(runner, settings.data, batch=max(job.batches))

@@ -45,6 +45,7 @@ def register(sub) -> None:
     length = timing.add_mutually_exclusive_group()
     length.add_argument("--duration-s", type=float, default=10.0, help="timed seconds per run (default 10)")
     length.add_argument("--iters", type=int, help="timed calls per run, instead of --duration-s")
+    timing.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay inference as a CUDA graph (static shapes)")
     timing.add_argument("--no-end-to-end", action="store_true", help="skip the pre+infer+post pipeline loop")
     timing.add_argument("--scene", type=int, nargs="+", metavar="N",
                         help="end-to-end input (H [W]): detection frame (default: input size), segmentation scene (default: 4 tiles)")
@@ -78,7 +79,7 @@ def run(args) -> int:
         imgsz=parse_imgsz(args.imgsz, [0, 0]) if args.imgsz else None, method=method, data=args.data,
         calib=args.calib, calib_samples=args.calib_samples, max_map_drop=args.max_map_drop,
         max_miou_drop=args.max_miou_drop, scene=parse_imgsz(args.scene, [0, 0]) if args.scene else None,
-        end_to_end=not args.no_end_to_end,
+        end_to_end=not args.no_end_to_end, cuda_graph=args.cuda_graph,
     )
     if args.cache_dir:
         settings.cache_dir = Path(args.cache_dir)

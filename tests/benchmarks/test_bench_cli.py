@@ -165,3 +165,29 @@ def test_side_by_side_script_is_runnable_as_a_module():
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "--seconds" in res.stdout and "--quick" in res.stdout
+
+
+def test_jetson_run_reads_power_from_tegrastats(models, tmp_path, monkeypatch):
+    """A run on a 'jetson' with a fake tegrastats on PATH printing a constant 4.2 W total rail."""
+    import os
+    import stat
+    import sys
+
+    from agrideploy.benchmarks import latency
+
+    exe = tmp_path / "bin" / "tegrastats"
+    exe.parent.mkdir()
+    exe.write_text(f"#!{sys.executable}\nimport time\nwhile True:\n"
+                   "    print('RAM 3162/7620MB GR3D_FREQ 99% gpu@61.5C VDD_IN 4200mW/4100mW VDD_SOC 1238mW/1237mW', flush=True)\n"
+                   "    time.sleep(0.01)\n")
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{exe.parent}{os.pathsep}{os.environ['PATH']}")
+    settings = bench.Settings(method=latency.Method(warmup_s=0.3, warmup_iters=1, duration_s=0.5), end_to_end=False)
+    job = bench.Job(models["det"], "onnxruntime", "fp32", [1], "det")
+    run = bench.measure(job, 1, settings, device_kind="jetson")
+    power = run["power"]
+    assert power is not None, run["notes"]
+    assert power["rail"] == "VDD_IN" and set(power["samples_w"]) == {4.2}
+    images = run["latency_ms"]["host"]["count"]
+    assert power["mj_per_image"] == pytest.approx(4.2 * run["method"]["window_s"] * 1000 / images, rel=1e-3)
+    assert run["memory"]["jetson_used_bytes"] is None  # this machine's /proc/meminfo has no NvMap line
