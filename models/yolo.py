@@ -1,0 +1,285 @@
+"""YOLOv5 detectors built from YOLOv5-style yaml files, without eval: module names go through REGISTRY.
+
+The yaml schema is upstream's: nc, depth_multiple, width_multiple, anchors, backbone and head rows
+[from, number, module, args]. Channel and depth scaling follow upstream's parse_model exactly, so
+parameter counts and state-dict keys (`model.<i>.<...>`) match upstream checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from agrideploy.models import blocks, efficientnetv2, fork_blocks
+from torch import nn
+
+from agrideploy.errors import AgrideployError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+SHIPPED = ("yolov5n", "yolov5s", "yolov5m", "effv2s-yolov5", "effv2b0-yolov5")
+
+
+class Detect(nn.Module):
+    """Per-level 1x1 convs to na*(5+nc) channels; in eval, YOLOv5's export-mode decode into one tensor.
+
+    `anchors` is a buffer in grid units (pixels / stride), as upstream stores it. `stride` comes from
+    the model build (a probe forward) or from a checkpoint; it is never assumed. The grid is rebuilt
+    from each input's shape, with no in-place writes, so dynamic batch and H/W export cleanly.
+    """
+
+    def __init__(self, nc: int = 80, anchors: Sequence[Sequence[float]] = (), ch: Sequence[int] = (), inplace: bool = True):
+        super().__init__()
+        self.nc = nc
+        self.no = nc + 5
+        self.nl = len(anchors)
+        self.na = len(anchors[0]) // 2
+        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32).view(self.nl, -1, 2))
+        self.register_buffer("stride", torch.ones(self.nl), persistent=False)
+        self.m = nn.ModuleList(nn.Conv2d(c, self.no * self.na, 1) for c in ch)
+        self.inplace = inplace
+
+    def forward(self, xs: List[torch.Tensor]) -> Union[torch.Tensor, List[torch.Tensor]]:
+        maps = [self._level(i, x) for i, x in enumerate(xs)]
+        if self.training:
+            return maps
+        return torch.cat([self._decode(i, p) for i, p in enumerate(maps)], 1)
+
+    def _level(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """(B, na*no, ny, nx) -> (B, na, ny, nx, no): raw predictions of level i."""
+        x = self.m[i](x)
+        bs, _, ny, nx = x.shape
+        return x.view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
+
+    def _decode(self, i: int, p: torch.Tensor) -> torch.Tensor:
+        bs, na, ny, nx, no = p.shape
+        grid, anchor_grid = self._make_grid(i, nx, ny, p)
+        xy, wh, conf = p.sigmoid().split((2, 2, self.nc + 1), 4)
+        xy = (xy * 2 + grid) * self.stride[i]
+        wh = (wh * 2) ** 2 * anchor_grid
+        return torch.cat((xy, wh, conf), 4).view(bs, na * ny * nx, no)
+
+    def _make_grid(self, i: int, nx: int, ny: int, like: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Cell offsets (minus 0.5, upstream's convention) and anchors in pixels, shaped to broadcast."""
+        y = torch.arange(ny, device=like.device, dtype=like.dtype)
+        x = torch.arange(nx, device=like.device, dtype=like.dtype)
+        yv, xv = torch.meshgrid(y, x, indexing="ij")
+        grid = torch.stack((xv, yv), 2).view(1, 1, ny, nx, 2) - 0.5
+        anchor_grid = (self.anchors[i] * self.stride[i]).view(1, self.na, 1, 1, 2).to(like.dtype)
+        return grid, anchor_grid
+
+    def initialize_biases(self) -> None:
+        """Upstream's prior: objectness for ~8 objects per 640 image, class probability ~0.6/nc."""
+        with torch.no_grad():
+            for conv, s in zip(self.m, self.stride.tolist()):
+                b = conv.bias.view(self.na, -1)
+                b[:, 4] += math.log(8 / (640 / s) ** 2)
+                b[:, 5 : 5 + self.nc] += math.log(0.6 / (self.nc - 0.99999))
+
+
+# yaml module name -> class; nothing else can be named in a yaml
+REGISTRY: Dict[str, type] = {
+    "Conv": blocks.Conv,
+    "DWConv": blocks.DWConv,
+    "Bottleneck": blocks.Bottleneck,
+    "BottleneckCSP": blocks.BottleneckCSP,
+    "C3": blocks.C3,
+    "SPP": blocks.SPP,
+    "SPPF": blocks.SPPF,
+    "Focus": blocks.Focus,
+    "Concat": blocks.Concat,
+    "Detect": Detect,
+    "nn.Upsample": nn.Upsample,
+    "nn.MaxPool2d": nn.MaxPool2d,
+    "nn.ZeroPad2d": nn.ZeroPad2d,
+    "nn.BatchNorm2d": nn.BatchNorm2d,
+    "FusedMBStage": efficientnetv2.FusedMBStage,
+    "MBStage": efficientnetv2.MBStage,
+    "stem": fork_blocks.stem,
+    "FusedMBConv": fork_blocks.FusedMBConv,
+    "MBConv": fork_blocks.MBConv,
+}
+# modules whose args[0] is the output channel count (scaled by width_multiple; c1 is prepended)
+CHANNEL_MODULES = {
+    blocks.Conv, blocks.DWConv, blocks.Bottleneck, blocks.BottleneckCSP, blocks.C3, blocks.SPP, blocks.SPPF,
+    blocks.Focus, efficientnetv2.FusedMBStage, efficientnetv2.MBStage,
+    fork_blocks.stem, fork_blocks.FusedMBConv, fork_blocks.MBConv,
+}
+# modules that take the (depth-scaled) repeat count as their third argument
+REPEAT_MODULES = {blocks.BottleneckCSP, blocks.C3, efficientnetv2.FusedMBStage, efficientnetv2.MBStage}
+_CONSTANTS = {"None": None, "True": True, "False": False}
+
+
+def make_divisible(x: float, divisor: int) -> int:
+    return int(math.ceil(x / divisor) * divisor)
+
+
+def config_path(arch: str) -> Path:
+    """The yaml of a shipped architecture name, or a user's YOLOv5-style yaml path."""
+    if arch in SHIPPED:
+        return CONFIG_DIR / f"{arch}.yaml"
+    path = Path(arch)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        return path
+    raise AgrideployError(f"unknown YOLO architecture {arch!r}; known: {', '.join(SHIPPED)} or a path to a YOLOv5 yaml")
+
+
+def load_config(cfg: Union[Dict[str, Any], str, Path]) -> Dict[str, Any]:
+    """A deep copy of a config dict, or a yaml file read with yaml.safe_load (no tags, no code)."""
+    if isinstance(cfg, dict):
+        return copy.deepcopy(cfg)
+    import yaml
+
+    path = Path(cfg)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise AgrideployError(f"cannot read model yaml {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise AgrideployError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict) or "backbone" not in data or "head" not in data:
+        raise AgrideployError(f"{path}: not a YOLOv5 model yaml (needs backbone and head)")
+    data.setdefault("yaml_file", path.name)
+    return data
+
+
+def _resolve_arg(a: Any, names: Dict[str, Any]) -> Any:
+    if isinstance(a, str):
+        if a in names:
+            return names[a]
+        return _CONSTANTS.get(a, a)
+    return a
+
+
+def _module(name: Any, where: str) -> type:
+    if not isinstance(name, str) or name not in REGISTRY:
+        raise AgrideployError(f"{where}: unknown module {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def parse_model(d: Dict[str, Any], ch: int) -> Tuple[nn.Sequential, List[int]]:
+    """Build the layers of a YOLOv5 yaml dict: (nn.Sequential of layers tagged .i/.f/.type/.np, saved indices)."""
+    if d.get("activation") not in (None, "nn.SiLU()"):
+        raise AgrideployError(f"model yaml: activation {d['activation']!r} is not supported (SiLU only)")
+    nc, gd, gw = d["nc"], d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0)
+    anchors = d["anchors"]
+    na = (len(anchors[0]) // 2) if isinstance(anchors, list) else int(anchors)
+    no = na * (nc + 5)
+    ch_mul = d.get("channel_multiple") or 8
+    chans: List[int] = [ch]
+    layers: List[nn.Module] = []
+    save: List[int] = []
+    for i, row in enumerate(list(d["backbone"]) + list(d["head"])):
+        where = f"model yaml layer {i}"
+        if not isinstance(row, (list, tuple)) or len(row) != 4:
+            raise AgrideployError(f"{where}: expected [from, number, module, args], got {row!r}")
+        f, n, name, args = row
+        m = _module(name, where)
+        args = [_resolve_arg(a, {"nc": nc, "anchors": anchors}) for a in (args or [])]
+        n = max(round(n * gd), 1) if n > 1 else n
+        sources = [f] if isinstance(f, int) else list(f)
+        try:
+            m_, c2 = _build_layer(m, args, n, f, chans, gw, no, ch_mul)
+        except (TypeError, ValueError, IndexError) as exc:
+            raise AgrideployError(f"{where} ({name}): bad arguments {args!r} ({exc})") from None
+        m_.i, m_.f, m_.type = i, f, name
+        m_.np = sum(p.numel() for p in m_.parameters())
+        save.extend(x % i for x in sources if x != -1)
+        layers.append(m_)
+        if i == 0:
+            chans = []
+        chans.append(c2)
+    return nn.Sequential(*layers), sorted(set(save))
+
+
+def _build_layer(m: type, args: List[Any], n: int, f: Any, chans: List[int], gw: float, no: int, ch_mul: int):
+    c2 = chans[f] if isinstance(f, int) else None
+    if m in CHANNEL_MODULES:
+        c1, c2 = chans[f], args[0]
+        if c2 != no:  # upstream leaves an output-sized layer unscaled
+            c2 = make_divisible(c2 * gw, ch_mul)
+        args = [c1, c2, *args[1:]]
+        if m in REPEAT_MODULES:
+            args.insert(2, n)
+            n = 1
+    elif m is nn.BatchNorm2d:
+        args = [chans[f]]
+    elif m is blocks.Concat:
+        c2 = sum(chans[x] for x in f)
+    elif m is Detect:
+        args.append([chans[x] for x in f])
+        if isinstance(args[1], int):  # anchors given as a count per level
+            args[1] = [list(range(args[1] * 2))] * len(f)
+    module = nn.Sequential(*(m(*args) for _ in range(n))) if n > 1 else m(*args)
+    return module, c2
+
+
+class DetectionModel(nn.Module):
+    """A YOLOv5 detector: `.yaml` (dict), `.stride` (tensor), `.names`, `.nc`; eval returns (B, N, 5+nc)."""
+
+    def __init__(self, cfg: Union[Dict[str, Any], str, Path] = "yolov5s.yaml", ch: int = 3, nc: Optional[int] = None, anchors=None):
+        super().__init__()
+        self.yaml = load_config(cfg)
+        self.yaml_file = self.yaml.pop("yaml_file", None) or (Path(cfg).name if not isinstance(cfg, dict) else None)
+        ch = self.yaml["ch"] = int(self.yaml.get("ch", ch))
+        if nc is not None and nc != self.yaml.get("nc"):
+            self.yaml["nc"] = int(nc)
+        if anchors is not None:
+            self.yaml["anchors"] = [[round(float(a)) for a in level] for level in anchors]
+        if "nc" not in self.yaml or "anchors" not in self.yaml:
+            raise AgrideployError("model yaml: needs nc and anchors")
+        self.model, self.save = parse_model(self.yaml, ch)
+        self.nc = int(self.yaml["nc"])
+        self.names = [str(i) for i in range(self.nc)]
+        self.inplace = True
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eps, m.momentum = 1e-3, 0.03
+        self.register_buffer("stride", torch.zeros(0), persistent=False)
+        head = self.model[-1]
+        if isinstance(head, Detect):
+            self._set_strides(head, ch)
+            head.initialize_biases()
+
+    def _set_strides(self, head: Detect, ch: int, probe: int = 256) -> None:
+        """Strides from a probe forward, as upstream; anchors flipped to follow them, then put in grid units."""
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            feats = self.features(torch.zeros(1, ch, probe, probe))
+        self.train(was_training)
+        stride = torch.tensor([probe / x.shape[-2] for x in feats], dtype=torch.float32)
+        area = head.anchors.prod(-1).mean(-1).view(-1)
+        if (area[-1] - area[0]).sign() != (stride[-1] - stride[0]).sign() and (area[-1] - area[0]) != 0:
+            head.anchors.copy_(head.anchors.flip(0))
+        head.anchors.div_(stride.view(-1, 1, 1))
+        head.stride = stride.clone()
+        self.stride = stride
+
+    def features(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """The inputs of the Detect layer (one map per level)."""
+        return self._run(x, stop_before_head=True)
+
+    def _run(self, x: torch.Tensor, stop_before_head: bool = False) -> Any:
+        outputs: List[Optional[torch.Tensor]] = []
+        last = len(self.model) - 1
+        for m in self.model:
+            if m.f != -1:
+                x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
+            if stop_before_head and m.i == last:
+                return x
+            x = m(x)
+            outputs.append(x if m.i in self.save else None)
+        return x
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self._run(x)
+
+    def fuse(self) -> "DetectionModel":
+        """Fold every Conv+BN pair in place (inference only); returns self."""
+        from agrideploy.models.fuse import fuse_conv_bn
+
+        fuse_conv_bn(self)
+        return self
