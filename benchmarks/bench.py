@@ -252,8 +252,9 @@ def plan(models: Sequence[Optional[str]], settings: Settings, load: Optional[Cal
             bad = [b for b in settings.backends if b != "tensorrt"]
             if bad:
                 raise AgrideployError(f"{model} is a TensorRT engine; only --backend tensorrt runs it")
-            precision = engine_precision(Path(model)) or "fp32"
-            jobs.append(Job(Path(model), "tensorrt", precision, list(settings.batches), str(model)))
+            precision = engine_precision(Path(model))
+            notes = [] if precision else ["engine without an agrideploy sidecar: its precision is unknown, labelled fp32"]
+            jobs.append(Job(Path(model), "tensorrt", precision or "fp32", list(settings.batches), str(model), notes=notes))
         elif kind == "onnx":
             path = Path(model)
             jobs += _from_onnx(path, settings.backends or ["onnxruntime"], settings, sha256_file(path),
