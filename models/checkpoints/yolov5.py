@@ -1,0 +1,130 @@
+"""Real YOLOv5 training checkpoints (`last.pt`, `best.pt`, released weights, EfficientNetV2 forks) without the yolov5 source.
+
+The file pickles a whole fp16 model. We read it with the restricted unpickler (no code runs), take
+`ema` over `model` as upstream's loaders do, rebuild our DetectionModel from the yaml embedded in the
+checkpoint, load the weights strictly in float32, and take strides and anchors from the checkpoint's
+Detect layer (AutoAnchor rewrites anchors; forks may detect at 16/32/64).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+from agrideploy.models.safe_pickle import ModuleStub, children, class_path, safe_load, stub_state_dict
+
+from agrideploy.errors import AgrideployError
+from agrideploy.lazy import require
+
+MODEL_CLASSES = ("models.yolo.DetectionModel", "models.yolo.Model")
+# per-shape caches of older releases, rebuilt from the input at run time, never weights
+DERIVED_KEYS = (".anchor_grid", ".grid")
+
+
+def looks_like_yolov5(obj: Any) -> bool:
+    """True for a checkpoint dict whose `ema`/`model` is an unpickled YOLOv5 model carrying its yaml."""
+    return _pick_model(obj)[0] is not None
+
+
+def _pick_model(obj: Any) -> Tuple[Optional[ModuleStub], str]:
+    if not isinstance(obj, dict):
+        return None, ""
+    for key in ("ema", "model"):
+        stub = obj.get(key)
+        if isinstance(stub, ModuleStub) and class_path(stub) in MODEL_CLASSES and isinstance(getattr(stub, "yaml", None), dict):
+            return stub, key
+    return None, ""
+
+
+def read_yolov5_checkpoint(path: Union[str, Path]) -> Tuple[Any, Dict[str, Any]]:
+    """(DetectionModel in float32 eval mode, info) from a YOLOv5 training checkpoint.
+
+    info: source ('ema' or 'model'), arch, yaml_file, nc, names (list), stride, anchors (pixels),
+    match {missing, unexpected, mismatched, total}.
+    """
+    obj = safe_load(path)
+    stub, source = _pick_model(obj)
+    if stub is None:
+        raise AgrideployError(f"{path}: not a YOLOv5 training checkpoint (no 'ema' or 'model' with an embedded yaml)")
+    from agrideploy.models.yolo import Detect, DetectionModel
+
+    weights = _float_weights(stub)
+    cfg = dict(stub.yaml)
+    nc = int(getattr(stub, "nc", None) or cfg.get("nc"))
+    model = DetectionModel(cfg, ch=int(cfg.get("ch", 3)), nc=nc)
+    match = load_strict(model, weights, str(path))
+    head = model.model[-1]
+    if isinstance(head, Detect):
+        _take_geometry(model, head, _head_stub(stub), str(path))
+    model.names = _names(getattr(stub, "names", None), nc)
+    yaml_file = getattr(stub, "yaml_file", None) or cfg.get("yaml_file")
+    model.yaml_file = yaml_file
+    model.float().eval()
+    info = {
+        "source": source,
+        "arch": Path(str(yaml_file)).stem if yaml_file else None,
+        "yaml_file": yaml_file,
+        "nc": nc,
+        "names": model.names,
+        "stride": [float(s) for s in model.stride],
+        "anchors": (head.anchors * head.stride.view(-1, 1, 1)).view(head.nl, -1).tolist() if isinstance(head, Detect) else None,
+        "match": match,
+    }
+    return model, info
+
+
+def _float_weights(stub: ModuleStub) -> Dict[str, Any]:
+    torch = require("torch")
+    out = {}
+    for key, value in stub_state_dict(stub).items():
+        if key.endswith(DERIVED_KEYS) or not isinstance(value, torch.Tensor):
+            continue
+        out[key] = value.detach().float() if value.is_floating_point() else value.detach()
+    return out
+
+
+def load_strict(model: Any, weights: Dict[str, Any], where: str) -> Dict[str, Any]:
+    """Load every tensor or refuse in one line; the report lists missing, unexpected and mis-shaped keys."""
+    own = model.state_dict()
+    report = {
+        "total": len(own),
+        "missing": [k for k in own if k not in weights],
+        "unexpected": [k for k in weights if k not in own],
+        "mismatched": [(k, list(v.shape), list(own[k].shape)) for k, v in weights.items() if k in own and v.shape != own[k].shape],
+    }
+    problems = [f"{len(report[k])} {k} (first: {report[k][0] if k != 'mismatched' else report[k][0][0]})"
+                for k in ("missing", "unexpected", "mismatched") if report[k]]
+    if problems:
+        raise AgrideployError(f"{where}: weights do not fit the model rebuilt from its yaml: {'; '.join(problems)}")
+    model.load_state_dict(weights, strict=True)
+    return report
+
+
+def _head_stub(stub: ModuleStub) -> Optional[ModuleStub]:
+    layers = children(children(stub).get("model")) if isinstance(children(stub).get("model"), ModuleStub) else {}
+    last = list(layers.values())[-1] if layers else None
+    return last if isinstance(last, ModuleStub) else None
+
+
+def _take_geometry(model: Any, head: Any, head_stub: Optional[ModuleStub], where: str) -> None:
+    """Strides as the checkpoint measured them (anchors came with the weights, in grid units)."""
+    torch = require("torch")
+    stride = getattr(head_stub, "stride", None)
+    if stride is None:
+        return
+    stride = torch.as_tensor(stride).float().view(-1)
+    if stride.numel() != head.nl:
+        raise AgrideployError(f"{where}: Detect has {head.nl} levels but the checkpoint lists {stride.numel()} strides")
+    head.stride = stride.clone()
+    model.stride = stride.clone()
+
+
+def _names(names: Any, nc: int) -> List[str]:
+    """Class names as a list, whether the checkpoint stores a dict {index: name} (modern) or a list (older)."""
+    if isinstance(names, dict):
+        listed = [str(names[k]) for k in sorted(names, key=lambda k: int(k))]
+    elif isinstance(names, (list, tuple)):
+        listed = [str(n) for n in names]
+    else:
+        listed = []
+    return listed if len(listed) == nc else [f"class{i}" for i in range(nc)]
