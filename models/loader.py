@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
@@ -97,7 +98,9 @@ def _read(path: Path, opts: LoadOptions) -> LoadedModel:
         return torchscript.read_torchscript(path, opts)
     torch = require("torch")
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "pickle protocol 4" notes: the outcome is all that matters here
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         return _read_pickle(path, opts)  # needs globals beyond tensors: module classes, numpy, or worse
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
@@ -117,7 +120,7 @@ def _read_pickle(path: Path, opts: LoadOptions) -> LoadedModel:
     except AgrideployError as exc:
         if opts.trust:
             return _read_trusted(path, opts)
-        raise AgrideployError(f"{path}: {exc} (only with --trust-checkpoint, for a file you trust, is code in it allowed to run)") from None
+        raise AgrideployError(f"{path}: {exc}; pass --trust-checkpoint only for a file you trust") from None
     if looks_like_yolov5(obj):
         return _read_yolov5(path, obj, opts)
     return _read_data(obj, path, opts)
