@@ -75,6 +75,15 @@ def default_output(checkpoint: Optional[str], arch: str) -> Path:
     return Path(f"{Path(arch).stem}.onnx")
 
 
+class VerificationError(AgrideployError):
+    """The export ran but ONNX Runtime disagrees with PyTorch; `report` holds the table."""
+
+    def __init__(self, report):
+        failed = sorted({c.output for c in report.checks if not c.passed}) or ["detections"]
+        super().__init__(f"verification failed: ONNX Runtime differs from PyTorch beyond the tolerance on {', '.join(failed)}; nothing written")
+        self.report = report
+
+
 def to_onnx(
     loaded,
     output: Optional[str] = None,
@@ -99,13 +108,94 @@ def to_onnx(
 ) -> ExportResult:
     """Export `loaded` (a models.LoadedModel: `.module`, `.record`) to ONNX at `output`.
 
-    Raises AgrideployError, leaving no file behind, on a bad flag or a failed verification.
+    Raises AgrideployError (VerificationError when the numbers disagree), leaving no file behind.
     """
+    record: ModelRecord = loaded.record
+    start = time.perf_counter()
+    height, width = _check_flags(record, imgsz, batch, nms, conf_thres, iou_thres, max_det, argmax)
+    opset = resolve_opset(opset, target_trt)
+    target = check_target(target_trt) if target_trt is not None else None
+    exporter = choose_exporter(opset)
+    if output is None:
+        output = default_output(record.source_name if record.source_format != "random-init" else None, record.arch)
+    path = check_output_path(output, force=force)
+    onnx = require("onnx")
+    require("torch")  # fail with the install hint before any work
+    dynamic = bool(dynamic or dynamic_hw)
+    flags = {"imgsz": [height, width], "batch": batch, "dynamic": dynamic, "dynamic_hw": bool(dynamic_hw),
+             "simplify": bool(simplify), "nms": nms, "argmax": argmax, "target_trt": target}
+    nms_flags = {"conf_thres": float(conf_thres), "iou_thres": float(iou_thres), "max_det": int(max_det)}
+    if nms != "none":
+        flags.update(nms_flags)
+    export_record = _export_record(record, height, width)
+    steps = 2 + bool(simplify) + (nms != "none") + bool(verify)
+    bar = require("tqdm").tqdm(total=steps, desc="export", unit="step", disable=not progress, leave=False)
+    try:
+        with atomic_output(path, force=force) as tmp:
+            module, output_names = _export_module(loaded.module, record, argmax)
+            bar.set_description(f"export {record.arch} (opset {opset})")
+            _check_head(module, record, record.channels)
+            model = _trace(module, (batch, record.channels, height, width), output_names, opset, exporter, dynamic, dynamic_hw)
+            bar.update()
+            if simplify:
+                bar.set_description("simplify (onnxslim)")
+                model = _slim(model)
+                bar.update()
+            raw_bytes = model_bytes = _finish(model, export_record, opset, exporter, flags)
+            if nms != "none":
+                from agrideploy.export.nms import add_nms
+
+                bar.set_description(f"add NMS ({nms})")
+                add_nms(model, nms, opset=opset, **nms_flags)
+                model_bytes = _finish(model, export_record, opset, exporter, flags)
+                bar.update()
+            report = None
+            if verify:
+                from agrideploy.export.verify import verify_export
+
+                bar.set_description("verify (ONNX Runtime vs PyTorch)")
+                report = verify_export(
+                    module, export_record, raw_bytes, model_bytes,
+                    shape=(2 if dynamic else batch, record.channels, height, width),
+                    output_names=output_names,
+                    nms=dict(nms_flags, mode=nms) if nms != "none" else None,
+                    image=verify_image,
+                    tolerance=tolerance,
+                )
+                bar.update()
+                if not report.passed:
+                    raise VerificationError(report)
+            bar.set_description(f"write {path.name}")
+            tmp.write_bytes(model_bytes)
+            bar.update()
+    except OSError as exc:
+        raise AgrideployError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        bar.close()
+    from agrideploy.export.inspect_onnx import io_specs
+
+    final = onnx.load_from_string(model_bytes)
+    return ExportResult(
+        path=path,
+        record=export_record,
+        opset=opset,
+        exporter=exporter,
+        target_trt=target,
+        inputs=io_specs(final.graph.input, final),
+        outputs=io_specs(final.graph.output, final),
+        size_bytes=len(model_bytes),
+        sha256=sha256_file(path),
+        seconds=time.perf_counter() - start,
+        flags=flags,
+        verification=report,
+    )
+
+
+def _check_flags(record: ModelRecord, imgsz, batch, nms, conf_thres, iou_thres, max_det, argmax) -> Tuple[int, int]:
+    """Refuse what cannot work before any work is done; returns (height, width)."""
     from agrideploy.export.nms import NMS_MODES
     from agrideploy.kernels.postprocess import check_thresholds
 
-    record: ModelRecord = loaded.record
-    start = time.perf_counter()
     height, width = parse_imgsz(imgsz, record.imgsz)
     stride = record.max_stride
     if height % stride or width % stride:
@@ -126,96 +216,7 @@ def to_onnx(
             raise AgrideployError(f"--argmax takes one of {', '.join(ARGMAX_DTYPES)}, got {argmax!r}")
         if argmax == "uint8" and record.num_classes > 256:
             raise AgrideployError(f"{record.num_classes} classes do not fit a uint8 mask; use --argmax int32")
-    opset = resolve_opset(opset, target_trt)
-    target = check_target(target_trt) if target_trt is not None else None
-    exporter = choose_exporter(opset)
-    if output is None:
-        output = default_output(record.source_name if record.source_format != "random-init" else None, record.arch)
-    path = check_output_path(output, force=force)
-
-    onnx = require("onnx")
-    require("torch")
-    flags = {
-        "imgsz": [height, width],
-        "batch": batch,
-        "dynamic": bool(dynamic or dynamic_hw),
-        "dynamic_hw": bool(dynamic_hw),
-        "simplify": bool(simplify),
-        "nms": nms,
-        "argmax": argmax,
-        "target_trt": target,
-    }
-    if nms != "none":
-        flags.update(conf_thres=float(conf_thres), iou_thres=float(iou_thres), max_det=int(max_det))
-    export_record = _export_record(record, height, width)
-    shape = (batch, record.channels, height, width)
-    steps = ["export", "simplify" if simplify else None, "nms" if nms != "none" else None, "verify" if verify else None, "write"]
-    tqdm = require("tqdm").tqdm
-    bar = tqdm(total=len([s for s in steps if s]), desc="export", unit="step", disable=not progress, leave=False)
-    with atomic_output(path, force=force) as tmp:
-        module, output_names = _export_module(loaded.module, record, argmax)
-        bar.set_description(f"export {record.arch} (opset {opset})")
-        _check_head(module, record, record.channels)
-        model = _trace(module, shape, output_names, opset, exporter, dynamic or dynamic_hw, dynamic_hw)
-        bar.update()
-        if simplify:
-            bar.set_description("simplify (onnxslim)")
-            model = _slim(model)
-            bar.update()
-        raw_bytes = _finish(model, export_record, opset, exporter, flags)
-        if nms != "none":
-            from agrideploy.export.nms import add_nms
-
-            bar.set_description(f"add NMS ({nms})")
-            add_nms(model, nms, conf_thres=conf_thres, iou_thres=iou_thres, max_det=max_det, opset=opset)
-            model_bytes = _finish(model, export_record, opset, exporter, flags)
-            bar.update()
-        else:
-            model_bytes = raw_bytes
-        report = None
-        if verify:
-            from agrideploy.export.verify import verify_export
-
-            bar.set_description("verify (ONNX Runtime vs PyTorch)")
-            report = verify_export(
-                module,
-                export_record,
-                raw_bytes,
-                model_bytes,
-                shape=(2 if dynamic or dynamic_hw else batch, record.channels, height, width),
-                output_names=output_names,
-                nms={"mode": nms, "conf_thres": conf_thres, "iou_thres": iou_thres, "max_det": max_det} if nms != "none" else None,
-                image=verify_image,
-                tolerance=tolerance,
-            )
-            bar.update()
-            if not report.passed:
-                bar.close()
-                raise AgrideployError(
-                    "verification failed (ONNX Runtime differs from PyTorch beyond the tolerance); nothing written:\n"
-                    + report.format()
-                )
-        bar.set_description(f"write {path.name}")
-        tmp.write_bytes(model_bytes)
-        bar.update()
-    bar.close()
-    from agrideploy.export.inspect_onnx import io_specs
-
-    final = onnx.load_from_string(model_bytes)
-    return ExportResult(
-        path=path,
-        record=export_record,
-        opset=opset,
-        exporter=exporter,
-        target_trt=target,
-        inputs=io_specs(final.graph.input, final),
-        outputs=io_specs(final.graph.output, final),
-        size_bytes=len(model_bytes),
-        sha256=sha256_file(path),
-        seconds=time.perf_counter() - start,
-        flags=flags,
-        verification=report,
-    )
+    return height, width
 
 
 def _round_up(value: int, multiple: int) -> int:

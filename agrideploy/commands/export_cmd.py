@@ -8,6 +8,10 @@ from agrideploy.commands.common import add_model_source, load_model_from_args
 from agrideploy.errors import AgrideployError
 from agrideploy.export.opsets import TRT_TARGETS
 
+# argparse destinations passed to to_onnx under the same names
+FLAGS = ("batch", "dynamic", "dynamic_hw", "opset", "target_trt", "simplify", "nms", "conf_thres", "iou_thres", "max_det",
+         "argmax", "verify", "verify_image", "tolerance", "force")
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -47,7 +51,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from agrideploy.export.onnx_export import default_output, to_onnx
+    from agrideploy.export.onnx_export import VerificationError, default_output, to_onnx
     from agrideploy.fileio import check_output_path
 
     if args.verify_image and not args.verify:
@@ -59,25 +63,11 @@ def run(args) -> int:
         raise AgrideployError(f"--channels {args.channels} does not match the model, which takes {loaded.record.channels} bands")
     output = args.output or str(default_output(args.checkpoint, loaded.record.arch))
     print(f"exporting {loaded.record.arch} -> {output}", file=sys.stderr)
-    result = to_onnx(
-        loaded,
-        output,
-        imgsz=args.imgsz,
-        batch=args.batch,
-        dynamic=args.dynamic,
-        dynamic_hw=args.dynamic_hw,
-        opset=args.opset,
-        target_trt=args.target_trt,
-        simplify=args.simplify,
-        nms=args.nms,
-        conf_thres=args.conf_thres,
-        iou_thres=args.iou_thres,
-        max_det=args.max_det,
-        argmax=args.argmax,
-        verify=args.verify,
-        verify_image=args.verify_image,
-        tolerance=args.tolerance,
-        force=args.force,
-    )
+    flags = {k: getattr(args, k) for k in FLAGS}
+    try:
+        result = to_onnx(loaded, output, imgsz=args.imgsz, **flags)
+    except VerificationError as exc:
+        print(exc.report.format(), file=sys.stderr)
+        raise
     print(result.summary())
     return 0

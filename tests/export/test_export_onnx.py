@@ -11,6 +11,7 @@ import pytest
 import torch
 from agrideploy.export import to_onnx
 from agrideploy.export.metadata import EXPORT_KEY, read_metadata
+from agrideploy.export.onnx_export import VerificationError
 from export_tiny_models import tiny_detector, tiny_segmenter
 
 from agrideploy.errors import AgrideployError
@@ -93,9 +94,10 @@ def test_verification_failure_leaves_no_file(tmp_path):
 
     det = tiny_detector()
     det.module = TracesOneBranch()
-    with pytest.raises(Exception) as err:
+    with pytest.raises(VerificationError) as err:
         to_onnx(det, tmp_path / "bad.onnx", progress=False)
-    assert "verification failed" in str(err.value) and "FAIL" in str(err.value)
+    assert "verification failed" in str(err.value) and "output0" in str(err.value) and "\n" not in str(err.value)
+    assert "FAIL" in err.value.report.format() and not err.value.report.passed
     assert list(tmp_path.iterdir()) == []
 
 
