@@ -28,7 +28,8 @@ ATOL = 1e-4
 def read_upstream_file(path):
     """Read the container as a user's untrusted file: bare state dicts with weights_only, jfzhang95 through an allow-list."""
     if path.name.endswith(".pth.tar"):
-        safe = [np.dtype, np.dtypes.Float64DType, np._core.multiarray.scalar]  # best_pred is a numpy.float64
+        numpy_core = getattr(np, "_core", None) or np.core  # numpy 2 / numpy 1
+        safe = [np.dtype, type(np.dtype(np.float64)), numpy_core.multiarray.scalar]  # best_pred is a numpy.float64
         with torch.serialization.safe_globals(safe):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         assert sorted(ckpt) == ["best_pred", "epoch", "optimizer", "state_dict"]
