@@ -133,14 +133,16 @@ def engine_precision(path: Path) -> Optional[str]:
     return build.get("precision")
 
 
-def _torch_stats(loaded) -> Dict[str, Any]:
-    """Parameters and GFLOPs of a PyTorch model where the models stage can count them."""
-    try:
-        from agrideploy.models import count_params, gflops
+def _torch_stats(loaded, imgsz: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+    """Parameters and GFLOPs (batch 1 at the measured input size) of a PyTorch model."""
+    from agrideploy.models import count_params, gflops
 
-        return {"params": int(count_params(loaded.module)), "gflops": float(gflops(loaded.module, loaded.record))}
-    except (ImportError, AttributeError, AgrideployError, TypeError, ValueError):
-        return {"params": None, "gflops": None}
+    rec = loaded.record
+    try:
+        flops = float(gflops(loaded.module, list(imgsz or rec.imgsz), rec.channels))
+    except (RuntimeError, AgrideployError):  # a model the counter cannot trace (e.g. some TorchScript files)
+        flops = None
+    return {"params": int(count_params(loaded.module)), "gflops": flops}
 
 
 def cached_export(loaded, settings: Settings) -> Path:
@@ -269,7 +271,7 @@ def _from_checkpoint(model: Optional[str], settings: Settings, load: Optional[Ca
         from agrideploy.models import load_model as load
 
     loaded = load(model)
-    stats = _torch_stats(loaded)
+    stats = _torch_stats(loaded, settings.imgsz)
     origin = loaded.record.source_sha256 or f"random:{loaded.record.arch}:{_key(loaded.record.to_dict())}"
     backends = list(settings.backends or ["onnxruntime"])
     jobs = []
