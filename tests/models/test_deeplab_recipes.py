@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from agrideploy.models.checkpoints.deeplab import looks_like_deeplab, read_deeplab_state_dict
+from agrideploy.models.safe_pickle import safe_load
 from deeplab_recipe import load_recipe, make_arrays, sha256_of, to_state_dict, write_container
 
 VARIANTS = {  # recipe -> (arch, parameter count, rebuilt file size: both from the recipes' README)
@@ -25,14 +26,13 @@ VARIANTS = {  # recipe -> (arch, parameter count, rebuilt file size: both from t
 ATOL = 1e-4
 
 
-def read_upstream_file(path):
-    """Read the container as a user's untrusted file: bare state dicts with weights_only, jfzhang95 through an allow-list."""
+def read_upstream_file(path, recipe):
+    """Read the container as a user's untrusted file: bare state dicts with weights_only, jfzhang95 (numpy best_pred) via safe_load."""
     if path.name.endswith(".pth.tar"):
-        numpy_core = getattr(np, "_core", None) or np.core  # numpy 2 / numpy 1
-        safe = [np.dtype, type(np.dtype(np.float64)), numpy_core.multiarray.scalar]  # best_pred is a numpy.float64
-        with torch.serialization.safe_globals(safe):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = safe_load(path)
         assert sorted(ckpt) == ["best_pred", "epoch", "optimizer", "state_dict"]
+        assert float(ckpt["best_pred"]) == 0.5
+        assert len(ckpt["optimizer"]["state"]) == len(recipe["container"]["optimizer_state"]["param_keys"])
         return ckpt["state_dict"]
     return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -50,7 +50,7 @@ def loaded(request, fixtures_dir, tmp_path_factory):
         path = write_container(recipe, to_state_dict(recipe, arrays), folder)
         del arrays
         size = path.stat().st_size
-        state_dict = read_upstream_file(path)
+        state_dict = read_upstream_file(path, recipe)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     module, info = read_deeplab_state_dict(state_dict)
