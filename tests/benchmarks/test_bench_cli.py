@@ -12,6 +12,7 @@ from agrideploy.benchmarks import bench, schema
 from bench_tiny_onnx import tiny_detector, tiny_segmenter
 from PIL import Image
 
+RANDOM = "random weights: accuracy is meaningless"
 FAST = ["--iters", "3", "--warmup-s", "0", "--warmup-iters", "1"]
 
 
@@ -191,3 +192,19 @@ def test_jetson_run_reads_power_from_tegrastats(models, tmp_path, monkeypatch):
     images = run["latency_ms"]["host"]["count"]
     assert power["mj_per_image"] == pytest.approx(4.2 * run["method"]["window_s"] * 1000 / images, rel=1e-3)
     assert run["memory"]["jetson_used_bytes"] is None  # this machine's /proc/meminfo has no NvMap line
+
+
+def test_random_weights_from_arch_through_pytorch_and_export(cli, tmp_path):
+    """--arch alone: PyTorch eager and the exported ONNX side by side, model stats from the PyTorch model."""
+    out = tmp_path / "arch.json"
+    res = cli("bench", "--arch", "yolov5n", "--classes", "2", "--imgsz", "64", "--backend", "pytorch,onnxruntime", *FAST,
+              "--cache-dir", tmp_path / "c", "-o", out)
+    assert res.returncode == 0, res.stderr
+    torch_run, ort_run = schema.load_results([out])[0]["runs"]
+    assert (torch_run["backend"], torch_run["artefact"]["format"], torch_run["provider"]) == ("pytorch", "checkpoint", "cpu")
+    assert (ort_run["backend"], ort_run["artefact"]["format"]) == ("onnxruntime", "onnx")
+    assert torch_run["model_stats"]["params"] == ort_run["model_stats"]["params"] > 1_000_000
+    assert ort_run["model_stats"]["gflops"] > 0 and ort_run["model_stats"]["size_bytes"] > 1_000_000
+    assert RANDOM in torch_run["notes"] and RANDOM in ort_run["notes"]
+    assert torch_run["imgsz"] == ort_run["imgsz"] == [64, 64]
+    assert torch_run["latency_ms"]["stages"] is not None and ort_run["latency_ms"]["stages"] is not None
