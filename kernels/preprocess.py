@@ -42,9 +42,11 @@ def resize_bilinear(img: np.ndarray, out_hw: Sequence[int]) -> np.ndarray:
     oh, ow = int(out_hw[0]), int(out_hw[1])
     y0, y1, fy = _taps(h, oh)
     x0, x1, fx = _taps(w, ow)
-    src = img.astype(np.float32)
-    top = src[y0][:, x0] * (1 - fx)[None, :, None] + src[y0][:, x1] * fx[None, :, None]
-    bottom = src[y1][:, x0] * (1 - fx)[None, :, None] + src[y1][:, x1] * fx[None, :, None]
+    wx0, wx1 = (1 - fx)[None, :, None], fx[None, :, None]
+    upper, lower = img[y0].astype(np.float32), img[y1].astype(np.float32)
+    # horizontal first, then vertical: the order of the CUDA kernel, so both round alike
+    top = upper[:, x0] * wx0 + upper[:, x1] * wx1
+    bottom = lower[:, x0] * wx0 + lower[:, x1] * wx1
     return top * (1 - fy)[:, None, None] + bottom * fy[:, None, None]
 
 

@@ -75,13 +75,15 @@ def test_yolov5_fixture_same_detections_through_pytorch_and_onnxruntime(fixtures
     from agrideploy.models import load_model
 
     loaded = load_model(str(fixtures_dir / "yolov5n_nc3_upstream_stripped.pt"))
-    onnx_path = tiny.export(loaded, tmp_path / "yolov5n.onnx", imgsz=[320, 320])
+    onnx_path = tiny.export(loaded, tmp_path / "yolov5n.onnx", imgsz=[320, 320], verify=False, simplify=False)
     x = np.load(fixtures_dir / "input_320.npy")
     img = np.ascontiguousarray((x[0].transpose(1, 2, 0) * 255).round().astype(np.uint8))
+    # random but well-conditioned weights: best scores are near 0.03, so a low threshold keeps ~27 boxes
     with TorchRunner(loaded) as t, OrtRunner(onnx_path) as o:
-        a = DetectionPipeline(t, ops=NUMPY_OPS)(img)
-        b = DetectionPipeline(o, ops=NUMPY_OPS)(img)
-    _assert_same_detections(a, b, atol=0.05)
+        a = DetectionPipeline(t, conf=0.01, ops=NUMPY_OPS)(img)
+        b = DetectionPipeline(o, conf=0.01, ops=NUMPY_OPS)(img)
+    assert len(a) >= 10
+    _assert_same_detections(a, b, atol=0.01)
 
 
 def test_read_image_errors_are_one_line(tmp_path):
