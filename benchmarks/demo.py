@@ -37,7 +37,7 @@ class DemoSettings:
     precisions: Sequence[str] = ("fp32", "fp16", "int8")
     batches: Sequence[int] = (1, 4)
     warmup_s: float = 0.5
-    duration_s: float = 1.5
+    duration_s: float = 1.0
     calib_samples: int = 8
     force: bool = False
 

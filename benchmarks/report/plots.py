@@ -89,16 +89,22 @@ def model_comparison(rows: Sequence[Dict[str, Any]]) -> Optional[Plot]:
         if r["size_bytes"] is not None and (r["precision"] == "fp32" or (r["model"], r["imgsz"]) not in sizes):
             sizes[(r["model"], r["imgsz"])] = r["size_bytes"] / MIB
     several_sizes = len({p["imgsz"] for p in points}) > 1
+
+    def x_of(p: Dict[str, Any], key: str) -> Optional[float]:
+        if key == "size":
+            return sizes.get((p["model"], p["imgsz"]))
+        return None if p[key] is None else p[key] * (1e-6 if key == "params" else 1.0)
+
+    labels = {"params": "parameters (M)", "gflops": "GFLOPs at the input size", "size": "model size (MiB)"}
+    panels = [key for key in labels if any(x_of(p, key) is not None for p in points)]  # only what was measured
+    if not panels:
+        return None
     colours = _colours([r["device"] for r in rows])
-    axes_spec = [("params", "parameters (M)"), ("gflops", "GFLOPs at the input size"), ("size", "model size (MiB)")]
-    fig = _figure(13, 4.4)
-    axes = fig.subplots(1, 3, sharey=True)
-    for ax, (key, label) in zip(axes, axes_spec):
+    fig = _figure(4.3 * len(panels), 4.4)
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False).ravel()
+    for ax, key in zip(axes, panels):
         for p in points:
-            if key == "size":
-                x = sizes.get((p["model"], p["imgsz"]))
-            else:
-                x = None if p[key] is None else p[key] * (1e-6 if key == "params" else 1.0)
+            x = x_of(p, key)
             if x is None:
                 continue
             eff = _is_effnet(p["model"])
@@ -107,7 +113,8 @@ def model_comparison(rows: Sequence[Dict[str, Any]]) -> Optional[Plot]:
             name = f"{p['model']}@{p['imgsz'].split('x')[0]}" if several_sizes else p["model"]
             ax.annotate(name, (x, p["host_median_ms"]), textcoords="offset points", xytext=(5, 3), fontsize=7,
                         fontweight="bold" if eff else "normal")
-        ax.set_xlabel(label)
+        ax.set_xlabel(labels[key])
+        ax.margins(x=0.18, y=0.08)
         ax.grid(True, alpha=0.3)
     _log_if_wide(axes[0], [p["host_median_ms"] for p in points])
     axes[0].set_ylabel("host latency, median ms (batch 1)")

@@ -11,7 +11,6 @@ import base64
 import csv
 import html
 import io
-from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
@@ -21,6 +20,7 @@ from agrideploy.benchmarks.report.tables import (
     UNSTABLE_MARK,
     Flagged,
     Table,
+    plural,
     report_tables,
     run_rows,
     summary_lines,
@@ -38,12 +38,16 @@ PLOT_SECTION = {"models": "models", "devices": "comparison", "throughput": "late
 
 def method_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
     """How the numbers were taken, one line per distinct method, so a reader can judge them."""
-    counts = Counter((r["timer"], r["sync"], r["warmup_s"], r["iters"]) for r in rows)
+    groups: Dict[tuple, List[int]] = {}
+    for r in rows:
+        groups.setdefault((r["timer"], r["sync"], r["warmup_s"]), []).append(r["iters"] or 0)
     lines = []
-    for (timer, sync, warmup, iters), n in sorted(counts.items(), key=lambda kv: -kv[1]):
+    for (timer, sync, warmup), iters in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        span = f"{min(iters)}" if min(iters) == max(iters) else f"{min(iters)}-{max(iters)}"
         lines.append(
-            f"{n} runs: timer {timer or '?'}, synchronisation {sync or '?'}, warm-up {warmup if warmup is not None else '?'} s, "
-            f"{iters if iters is not None else '?'} timed iterations (every sample kept in the results documents)."
+            f"{plural(len(iters), 'run')}: timer {timer or '?'}; synchronisation: {sync or '?'}; warm-up "
+            f"{warmup if warmup is not None else '?'} s; {span} timed iterations per run (every sample is kept in the "
+            "results documents)."
         )
     return lines
 

@@ -177,6 +177,10 @@ def _put_stats(row: Dict[str, Any], prefix: str, stats: Optional[Dict[str, Any]]
 # -- formatting ---------------------------------------------------------------------------------
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def fmt(value: Any, digits: int = 2) -> str:
     """A number as a reader wants it: fixed decimals, thousands apart, a dash for 'not measured'."""
     if value is None:
@@ -436,7 +440,10 @@ def summary_lines(docs: Sequence[Dict[str, Any]], rows: Sequence[Dict[str, Any]]
     """What a reader must know before reading any number: scope, stability, weights, provenance notes."""
     devices = list(OrderedDict.fromkeys(r["device"] for r in rows))
     models = list(OrderedDict.fromkeys(r["model"] for r in rows))
-    lines = [f"{len(rows)} runs of {len(models)} models on {len(devices)} devices, from {len(docs)} results documents."]
+    lines = [
+        f"{plural(len(rows), 'run')} of {plural(len(models), 'model')} on {plural(len(devices), 'device')}, "
+        f"from {plural(len(docs), 'results document')}."
+    ]
     unstable = [r for r in rows if any(r.get(f"{p}_unstable") for p, _ in SCOPES)]
     if unstable:
         lines.append(

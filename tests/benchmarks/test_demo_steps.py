@@ -89,3 +89,25 @@ def test_demo_cli_refuses_a_foreign_folder_in_one_line(tmp_path, cli):
     done = cli("demo", "-o", tmp_path)
     assert done.returncode == 2
     assert "pass --force" in done.stderr and done.stderr.strip().count("\n") == 0
+
+
+class _Loaded:
+    def __init__(self, task):
+        from agrideploy.record import ModelRecord
+
+        self.record = ModelRecord(task=task, arch="x", names=["a", "b"])
+
+
+@pytest.mark.parametrize("task", ["detect", "segment"])
+def test_benchmark_settings_per_task(tmp_path, task):
+    settings = D.DemoSettings(output=tmp_path, batches=(1, 4), seg_batch=8, seg_imgsz=32, duration_s=0.7, warmup_s=0.1)
+    bench = D.bench_settings(_Loaded(task), settings, tmp_path / "cache", gpu=None)
+    assert bench.cache_dir == tmp_path / "cache"  # artefacts stay inside the demo folder
+    assert bench.calib == "random" and list(bench.precisions) == ["fp32", "fp16", "int8"]
+    assert (bench.method.duration_s, bench.method.warmup_s) == (0.7, 0.1)
+    if task == "detect":
+        assert list(bench.backends) == ["onnxruntime", "pytorch"] and list(bench.batches) == [1, 4] and bench.scene is None
+    else:
+        assert list(bench.backends) == ["onnxruntime"] and list(bench.batches) == [8] and bench.scene == [64, 64]
+    with_gpu = D.bench_settings(_Loaded(task), settings, tmp_path, gpu=object())
+    assert "tensorrt" in with_gpu.backends

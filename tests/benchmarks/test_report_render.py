@@ -101,3 +101,11 @@ def test_empty_input_is_a_user_error(docs):
         R.build_report([])
     with pytest.raises(AgrideployError, match="no runs"):
         R.build_report([dict(docs[0], runs=[])])
+
+
+def test_model_figure_needs_a_measured_size_or_cost(docs):
+    rows = T.run_rows(docs)
+    assert P.model_comparison(rows) is not None
+    for r in rows:
+        r.update(params=None, gflops=None, size_bytes=None)
+    assert P.model_comparison(rows) is None
