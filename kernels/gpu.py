@@ -76,7 +76,7 @@ def prepare(img: np.ndarray, record, dtype=np.float32, new_hw: Optional[Sequence
         p[key] = value
     out = np.empty((img.shape[2], dh, dw), dtype)
     kernel = _module("preprocess").get_function("letterbox_normalize_f16" if dtype == np.float16 else "letterbox_normalize_f32")
-    kernel(cuda.In(np.ascontiguousarray(img)), cuda.Out(out), p,
+    kernel(cuda.In(np.ascontiguousarray(img)), cuda.Out(out), p[()],  # np.void: pycuda passes it as the struct
            cuda.In(np.asarray(mean, np.float32)), cuda.In(np.asarray(std, np.float32)),
            block=BLOCK_2D, grid=((dw + 15) // 16, (dh + 15) // 16))
     return out, info

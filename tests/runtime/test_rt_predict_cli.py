@@ -128,3 +128,15 @@ def test_bad_input_is_one_line_and_writes_nothing(models, tmp_path, cli, case):
         res, text = cli("predict", models["det"], tmp_path / "nothing.png", "-o", out), "no such file or folder"
     _one_line_error(res, text)
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_arch_without_checkpoint_runs_pytorch_with_random_weights(tmp_path, cli):
+    src = tmp_path / "field.png"
+    Image.fromarray((np.random.default_rng(3).random((50, 70, 3)) * 255).astype(np.uint8)).save(src)
+    out = tmp_path / "out"
+    res = cli("predict", src, "--arch", "yolov5n", "--classes", "weed,crop,pest", "--imgsz", "64", "-o", out, "--conf", "0.001")
+    assert res.returncode == 0, res.stderr
+    assert "random weights" in res.stderr
+    doc = json.loads((out / "predictions.json").read_text())
+    assert doc["backend"]["backend"] == "pytorch" and doc["model"]["names"] == ["weed", "crop", "pest"]
+    assert len((out / "field.txt").read_text().splitlines()) == len(doc["images"][0]["detections"])
