@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import sys
+import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Set
 
@@ -231,29 +232,54 @@ def to_int8(
     if not per_channel:
         print(f"note: opset {opset} < {PER_CHANNEL_MIN_OPSET}: weights quantized per tensor (export at opset >= 13 for per-channel)", file=sys.stderr)
     exclude = sorted(decode_tail(model))
+    output = Path(output)
     reader = _BatchReader(model.graph.input[0].name, _progress(calibration_batches(calib, record, shape, samples), samples))
-    kwargs = {}
-    if cache is not None and "calibration_cache_path" in inspect.signature(q.quantize_static).parameters:
-        kwargs["calibration_cache_path"] = str(cache)
+    cacheable = "calibration_cache_path" in inspect.signature(q.quantize_static).parameters
     method_enum = {"entropy": q.CalibrationMethod.Entropy, "minmax": q.CalibrationMethod.MinMax, "percentile": q.CalibrationMethod.Percentile}
     _stamp(model, {"precision": "int8", "calib": str(calib), "method": method, "samples": samples, "per_channel": per_channel, "op_types": list(op_types)})
-    output = Path(output)
-    with atomic_output(output, force=force) as tmp, _quiet_quantizer():
-        q.quantize_static(
-            model,
-            str(tmp),
-            reader,
-            quant_format=q.QuantFormat.QDQ,
-            op_types_to_quantize=list(op_types),
-            per_channel=per_channel,
-            activation_type=q.QuantType.QInt8,
-            weight_type=q.QuantType.QInt8,
-            nodes_to_exclude=exclude,
-            calibrate_method=method_enum[method],
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "OpTypesToExcludeOutputQuantization": list(op_types)},
-            **kwargs,
-        )
+    with tempfile.TemporaryDirectory(prefix="agrideploy-int8-") as work, atomic_output(output, force=force) as tmp:
+        if method == "entropy" and cacheable and hasattr(q, "save_tensors_data"):
+            cache = Path(cache) if cache else Path(work) / "entropy.calib.json"
+            if not cache.is_file():
+                _entropy_ranges(model, list(op_types), reader, cache)
+            reader = None
+        with _quiet_quantizer():
+            q.quantize_static(
+                model,
+                str(tmp),
+                reader,
+                quant_format=q.QuantFormat.QDQ,
+                op_types_to_quantize=list(op_types),
+                per_channel=per_channel,
+                activation_type=q.QuantType.QInt8,
+                weight_type=q.QuantType.QInt8,
+                nodes_to_exclude=exclude,
+                calibrate_method=method_enum[method],
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "OpTypesToExcludeOutputQuantization": list(op_types)},
+                **({"calibration_cache_path": str(cache)} if cache is not None and cacheable else {}),
+            )
     return output
+
+
+def _entropy_ranges(model, op_types: List[str], reader, cache: Path) -> None:
+    """Entropy calibration as TensorRT does it (2048-bin histograms folded to 128), saved as ORT's range cache.
+
+    quantize_static's own entropy uses 128 bins folded to 128, which leaves one candidate
+    threshold: the full range, i.e. exactly MinMax.
+    """
+    from onnxruntime.quantization import CalibrationMethod, create_calibrator, save_tensors_data
+
+    onnx = require("onnx")
+    with tempfile.TemporaryDirectory(prefix="agrideploy-calib-") as work, _quiet_quantizer():
+        path = Path(work) / "model.onnx"
+        onnx.save(model, str(path))
+        calibrator = create_calibrator(
+            path, op_types, augmented_model_path=str(Path(work) / "augmented.onnx"),
+            calibrate_method=CalibrationMethod.Entropy,
+            extra_options={"num_bins": 2048, "num_quantized_bins": 128, "symmetric": True},
+        )
+        calibrator.collect_data(reader)
+        save_tensors_data(calibrator.compute_data(), cache)
 
 
 @contextlib.contextmanager

@@ -59,12 +59,21 @@ def _segmenter(torch, nc: int):
     return TinySeg()
 
 
-def _calibrate_bn(torch, module, shape):
-    """A few train-mode passes so BatchNorm statistics (and so outputs) depend on the input."""
-    module.train()
+def calibrate_bn(torch, module, shape, passes: int = 3):
+    """Recompute BatchNorm statistics as a cumulative average over a few random batches.
+
+    Freshly initialised deep nets (Xception-65 above all) collapse to input-independent outputs
+    with default statistics; after this their outputs depend on the input, so precision
+    comparisons mean something.
+    """
     gen = torch.Generator().manual_seed(0)
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    module.train()
     with torch.no_grad():
-        for _ in range(3):
+        for _ in range(passes):
             module(torch.rand(2, *shape[1:], generator=gen))
     return module.eval()
 
@@ -85,7 +94,7 @@ def export_tiny(path: Path, task: str = "detect", imgsz: int = 64, opset: int = 
                              letterbox=False, output_stride=4)
         out_name = "logits"
     shape = (1, channels, imgsz, imgsz)
-    module = _calibrate_bn(torch, module, shape)
+    module = calibrate_bn(torch, module, shape)
     axes = {"images": {0: "batch", 2: "height", 3: "width"}, out_name: {0: "batch"}} if dynamic else None
     torch.onnx.export(module, torch.rand(*shape), str(path), input_names=["images"], output_names=[out_name],
                       opset_version=opset, dynamo=False, dynamic_axes=axes)

@@ -1,10 +1,10 @@
 """FP16 and INT8 ONNX run in ONNX Runtime and agree with FP32 within stated tolerances.
 
 Tolerances (tiny detector at 64x64, boxes in input pixels; scores in [0, 1]):
-  FP16: boxes 0.1 px, scores 0.005 (observed 0.016 px / 0.0003: the decode stays FP32)
-  INT8: scores 0.02, boxes 1 px, top-10 detections overlap >= 6/10 (observed 0.0005 / 0.04 px / 8-9 of 10;
-        this random tiny net's scores are nearly flat, so its top-1 is not a stable gate)
-Segmenter logits: FP16 1e-2 (observed 1e-4), INT8 argmax agreement >= 90 %.
+  FP16 on random inputs: boxes 0.1 px, scores 0.002 (observed 0.029 px / 0.0003: the decode stays FP32)
+  INT8 on held-out images like the calibration set: scores max 0.03, mean 0.005; boxes 3 px; top-10
+  detections overlap >= 8/10 (observed minmax 0.011 / 0.0016 / 0.8 px / 10 of 10)
+Segmenter: FP16 logits 1e-2 (observed 7e-4); INT8 argmax agreement >= 97 % (observed 99.7 %).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 import numpy as np
 import pytest
 from agrideploy.optimize import ort_precision
+from agrideploy.optimize.calibration import prepare_image
 from agrideploy.optimize.onnx_meta import read_onnx_summary
 from opt_models import export_tiny, run_ort, sample_input, write_images
 
@@ -25,13 +26,18 @@ def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("ortprec")
     det = export_tiny(root / "det.onnx", "detect", dynamic=True)
     seg = export_tiny(root / "seg.onnx", "segment")
-    return {
+    work = {
         "root": root,
         "det": det,
         "seg": seg,
         "det_imgs": write_images(root / "det_imgs", 16, bands=3),
         "seg_imgs": write_images(root / "seg_imgs", 16, bands=4),
     }
+    for key, bands in (("det", 3), ("seg", 4)):  # held-out images from the calibration set's distribution
+        held = sorted(write_images(root / f"{key}_held", 2, bands=bands, seed=7).glob("*.png"))
+        record = ort_precision.model_record(ort_precision.load_model(work[key]))
+        work[f"{key}_held"] = np.stack([prepare_image(p, record, bands, (64, 64)) for p in held])
+    return work
 
 
 def test_decode_tail_is_what_follows_the_last_conv(work):
@@ -57,7 +63,7 @@ def test_fp16_detector_agrees_and_keeps_io_fp32(work):
     ref, got = run_ort(work["det"], x), run_ort(out, x)
     assert got.dtype == np.float32 and got.shape == ref.shape
     assert np.abs(got[..., :4] - ref[..., :4]).max() < 0.1
-    assert np.abs(got[..., 4:] - ref[..., 4:]).max() < 0.005
+    assert np.abs(got[..., 4:] - ref[..., 4:]).max() < 0.002
     model = ort_precision.load_model(out)
     casts = [n for n in model.graph.node if n.op_type == "Cast"]
     produced_by_cast = {n.output[0]: n for n in casts}
@@ -94,22 +100,23 @@ def test_int8_detector_agrees_with_fp32(work):
     tail = ort_precision.decode_tail(model)
     tail_inputs = {i for n in model.graph.node if n.name in tail for i in n.input}
     assert len(dequantized) >= 5  # every conv's input and weight
-    x = sample_input("detect", batch=2)
+    x = work["det_held"]
     ref, got = run_ort(work["det"], x), run_ort(out, x)
-    assert np.abs(got[..., 4:] - ref[..., 4:]).max() < 0.02
-    assert np.abs(got[..., :4] - ref[..., :4]).max() < 1.0
+    err = np.abs(got[..., 4:] - ref[..., 4:])
+    assert err.max() < 0.03 and err.mean() < 0.005
+    assert np.abs(got[..., :4] - ref[..., :4]).max() < 3.0
     score_ref, score_got = ref[..., 4] * ref[..., 5:].max(-1), got[..., 4] * got[..., 5:].max(-1)
     for b in range(len(x)):
         top_ref, top_got = set(np.argsort(-score_ref[b])[:10]), set(np.argsort(-score_got[b])[:10])
-        assert len(top_ref & top_got) >= 6
+        assert len(top_ref & top_got) >= 8
     assert tail and not dequantized & tail_inputs  # the decode reads FP32 tensors only
 
 
 def test_int8_segmenter_argmax_agrees(work):
     out = ort_precision.to_int8(work["seg"], work["root"] / "seg.int8.onnx", calib=work["seg_imgs"], samples=16, method="percentile", force=True)
-    x = sample_input("segment")
+    x = work["seg_held"][:1]
     ref, got = run_ort(work["seg"], x), run_ort(out, x)
-    assert (ref.argmax(1) == got.argmax(1)).mean() >= 0.9
+    assert (ref.argmax(1) == got.argmax(1)).mean() >= 0.97
 
 
 def test_per_channel_needs_opset_13(work, capsys):
@@ -119,6 +126,20 @@ def test_per_channel_needs_opset_13(work, capsys):
     assert info["per_channel"] is False
     err = capsys.readouterr().err
     assert "opset 12" in err and "random" in err
+
+
+def test_entropy_is_not_minmax(work):
+    """ONNX Runtime's stock entropy (128 bins into 128) can only pick the full range, i.e. MinMax."""
+    scales = {}
+    for method in ("entropy", "minmax"):
+        out = ort_precision.to_int8(work["det"], work["root"] / f"det.{method}.onnx", calib=work["det_imgs"], samples=8, method=method, force=True)
+        model = ort_precision.load_model(out)
+        inits = {t.name: t for t in model.graph.initializer}
+        scales[method] = [float(np.frombuffer(inits[n.input[1]].raw_data, np.float32)[0]) if inits[n.input[1]].raw_data
+                          else inits[n.input[1]].float_data[0] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert len(scales["entropy"]) == len(scales["minmax"]) > 0
+    assert all(e <= m * (1 + 1e-6) for e, m in zip(scales["entropy"], scales["minmax"]))  # entropy clips, never widens
+    assert scales["entropy"] != scales["minmax"]
 
 
 def test_unknown_calibration_method_is_refused(work):
