@@ -46,18 +46,26 @@ def best_providers(available: Sequence[str]) -> List[str]:
     return [p for p in PREFERENCE if p in available] or list(available)
 
 
-def resolve_providers(providers: Optional[Sequence[Provider]], available: Sequence[str]) -> List[Provider]:
+def trt_ep_options(model: Path) -> dict:
+    """TensorRT EP defaults: keep built engines and timing caches beside the model, so only the first run builds."""
+    cache = str(model.parent / ".trt_cache")
+    return {"trt_engine_cache_enable": "True", "trt_engine_cache_path": cache,
+            "trt_timing_cache_enable": "True", "trt_timing_cache_path": cache}
+
+
+def resolve_providers(providers: Optional[Sequence[Provider]], available: Sequence[str], model: Path) -> List[Provider]:
     """Short names ("cpu", "cuda", "tensorrt") or full names, with options as (name, {..}) tuples."""
-    if not providers:
-        return best_providers(available)
+    names = providers or best_providers(available)
     out: List[Provider] = []
-    for p in providers:
+    for p in names:
         name, opts = (p[0], p[1]) if isinstance(p, tuple) else (p, None)
         full = SHORT_NAMES.get(str(name).lower(), name)
         if full not in available:
             raise AgrideployError(
                 f"ONNX Runtime here has no {full} (available: {', '.join(available)}); install onnxruntime-gpu for CUDA/TensorRT"
             )
+        if full == "TensorrtExecutionProvider" and opts is None:
+            opts = trt_ep_options(model)
         out.append((full, opts) if opts else full)
     return out
 
@@ -79,7 +87,7 @@ class OrtRunner(Runner):
 
     def _activate(self) -> None:
         ort = require("onnxruntime")
-        wanted = resolve_providers(self.requested, ort.get_available_providers())
+        wanted = resolve_providers(self.requested, ort.get_available_providers(), self.path)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # the fallback is reported below, in one line
         if self.threads:

@@ -63,6 +63,11 @@ class TorchRunner(Runner):
         if self.device.startswith("cuda"):
             require("torch").cuda.synchronize()
 
+    def memory(self) -> dict:
+        params = sum(p.numel() * p.element_size() for p in self.loaded.module.parameters())
+        buffers = sum(b.numel() * b.element_size() for b in self.loaded.module.buffers())
+        return {"weights_bytes": int(params + buffers)}
+
     def describe(self) -> dict:
         torch = require("torch")
         return {"backend": self.backend, "version": torch.__version__, "device": self.device, "arch": self.record.arch}

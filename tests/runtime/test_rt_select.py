@@ -56,7 +56,11 @@ def test_impossible_combinations_are_one_line(tmp_path, model, backend, message)
 
 def test_unavailable_provider_is_refused_and_fallback_is_said(seg_onnx, monkeypatch, capsys):
     with pytest.raises(AgrideployError, match="ONNX Runtime here has no CUDAExecutionProvider"):
-        resolve_providers(["cuda"], ["CPUExecutionProvider"])
+        resolve_providers(["cuda"], ["CPUExecutionProvider"], seg_onnx)
+    everything = ["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]
+    best = resolve_providers(None, everything, seg_onnx)
+    assert [p[0] if isinstance(p, tuple) else p for p in best] == everything[::-1]
+    assert best[0][1]["trt_engine_cache_path"] == str(seg_onnx.parent / ".trt_cache")
     # ONNX Runtime lists providers it then cannot create; the session's own list is what counts
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     with OrtRunner(seg_onnx, providers=["cuda", "cpu"]) as runner:
