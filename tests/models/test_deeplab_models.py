@@ -160,6 +160,20 @@ def test_deeplab_identity_skip_adds_relu_of_input_as_upstream_aliasing_does():
         assert not torch.allclose(block(x), branch + x)
 
 
+def test_deeplab_paper_unit_shortcut_sees_the_input_before_relu():
+    from agrideploy.models.deeplab.xception import XceptionUnit
+
+    unit = XceptionUnit(8, (8, 8, 8), shortcut="sum").eval()
+    x = torch.randn(1, 8, 6, 6)
+    with torch.no_grad():
+        residual = x
+        for conv in unit.convs:  # TF: ReLU before each separable conv, the sum adds the raw input
+            residual = conv(torch.relu(residual))
+        torch.testing.assert_close(unit(x), residual + x)
+        out, tap = unit.run(x)
+        torch.testing.assert_close(tap, unit.convs[1](torch.relu(unit.convs[0](torch.relu(x)))))
+
+
 def test_deeplab_unknown_arch_and_bad_sizes():
     with pytest.raises(AgrideployError, match="unknown DeepLabV3\\+ architecture"):
         build_deeplab("deeplabv3plus-resnet101")
