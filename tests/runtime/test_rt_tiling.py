@@ -106,3 +106,24 @@ def test_windows_end_on_the_edge_and_bad_geometry_is_one_line():
     assert w.min() > 0 and w[3, 3] > w[0, 0]
     with OneHotRunner() as runner, pytest.raises(AgrideployError, match="takes 8x8 tiles only"):
         SegmentationPipeline(runner, tile=16)
+
+
+def test_tall_scenes_are_read_in_bounded_strips():
+    from agrideploy.runtime.scene import ArrayScene
+    from agrideploy.runtime.segment import STRIP_ROWS
+
+    class RecordingScene(ArrayScene):
+        reads = []
+
+        def read_rows(self, r0, r1):
+            self.reads.append((r0, r1))
+            return super().read_rows(r0, r1)
+
+    labels, image = _scene(700, 30, seed=7)
+    scene = RecordingScene(image)
+    out = np.zeros(labels.shape, np.uint8)
+    with OneHotRunner() as runner:
+        SegmentationPipeline(runner, overlap=0.5, ops=NUMPY_OPS).predict(scene, lambda r0, rows: out.__setitem__(slice(r0, r0 + len(rows)), rows))
+    np.testing.assert_array_equal(out, labels)
+    assert len(scene.reads) >= 3
+    assert max(r1 - r0 for r0, r1 in scene.reads) <= STRIP_ROWS + 8
