@@ -71,9 +71,10 @@ def save_annotated(path: str | os.PathLike, image: np.ndarray, dets: np.ndarray,
         colour = tuple(int(v) for v in palette[int(cls) % len(palette)])
         draw.rectangle((x1, y1, x2, y2), outline=colour, width=width)
         label = f"{names[int(cls)] if int(cls) < len(names) else int(cls)} {conf:.2f}"
-        left, top, right, bottom = draw.textbbox((x1, y1), label)
-        draw.rectangle((left, top - (bottom - top), right, top), fill=colour)
-        draw.text((x1, y1 - (bottom - top)), label, fill=(255, 255, 255))
+        left, top, right, bottom = draw.textbbox((0, 0), label)
+        ty = y1 - bottom if y1 - bottom >= 0 else y1  # above the box, or inside it at the image's top edge
+        draw.rectangle((x1, ty, x1 + right - left, ty + bottom), fill=colour)
+        draw.text((x1, ty), label, fill=(255, 255, 255))
     with atomic_output(path, force=force) as tmp:
         canvas.save(tmp, format=_pil_format(path))
     return Path(path)
