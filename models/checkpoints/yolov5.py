@@ -48,7 +48,7 @@ def read_yolov5_checkpoint(path: Union[str, Path]) -> Tuple[Any, Dict[str, Any]]
         raise AgrideployError(f"{path}: not a YOLOv5 training checkpoint (no 'ema' or 'model' with an embedded yaml)")
     from agrideploy.models.yolo import Detect, DetectionModel
 
-    weights = _float_weights(stub)
+    weights = float_weights(stub)
     cfg = dict(stub.yaml)
     nc = int(getattr(stub, "nc", None) or cfg.get("nc"))
     model = DetectionModel(cfg, ch=int(cfg.get("ch", 3)), nc=nc)
@@ -73,7 +73,8 @@ def read_yolov5_checkpoint(path: Union[str, Path]) -> Tuple[Any, Dict[str, Any]]
     return model, info
 
 
-def _float_weights(stub: ModuleStub) -> Dict[str, Any]:
+def float_weights(stub: ModuleStub) -> Dict[str, Any]:
+    """The stub's state dict as float32 (integers kept), without per-shape caches."""
     torch = require("torch")
     out = {}
     for key, value in stub_state_dict(stub).items():
