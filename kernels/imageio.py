@@ -8,6 +8,7 @@ their 1-based number, as GDAL and rasterio count them.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -68,14 +69,25 @@ def _read_pillow(path: Path, bands: Optional[Sequence[int]]) -> np.ndarray:
     return array[:, :, check_band_numbers(bands, array.shape[2], path)]
 
 
-def _read_raster(path: Path, bands: Optional[Sequence[int]]) -> np.ndarray:
+def open_raster(path: str | os.PathLike):
+    """rasterio dataset for reading; a plain (ungeoreferenced) TIFF is fine and not warned about."""
     rasterio = require("rasterio")
     try:
-        with rasterio.open(path) as src:
-            indexes = [i + 1 for i in check_band_numbers(bands, src.count, path)]
-            data = src.read(indexes)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            return rasterio.open(path)
     except rasterio.errors.RasterioError as exc:
         raise AgrideployError(f"cannot read image {path}: {_first_line(exc)}") from None
+
+
+def _read_raster(path: Path, bands: Optional[Sequence[int]]) -> np.ndarray:
+    rasterio = require("rasterio")
+    with open_raster(path) as src:
+        indexes = [i + 1 for i in check_band_numbers(bands, src.count, path)]
+        try:
+            data = src.read(indexes)
+        except rasterio.errors.RasterioError as exc:
+            raise AgrideployError(f"cannot read image {path}: {_first_line(exc)}") from None
     return np.ascontiguousarray(np.transpose(data, (1, 2, 0)))
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+from agrideploy.kernels.imageio import open_raster
 from agrideploy.kernels.postprocess import colorize, default_palette
 
 from agrideploy.fileio import atomic_output, write_text_atomic
@@ -132,11 +133,7 @@ class ClassMapWriter:
 
 def read_preview_mask(path: str | os.PathLike, max_side: int = PREVIEW_MAX_SIDE) -> np.ndarray:
     """The class map at most `max_side` pixels on a side (nearest-neighbour decimation by rasterio)."""
-    rasterio = require("rasterio")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        src = rasterio.open(path)
-    with src:
+    with open_raster(path) as src:
         factor = max(1, -(-max(src.height, src.width) // max_side))
         shape = (max(1, src.height // factor), max(1, src.width // factor))
         return src.read(1, out_shape=shape)

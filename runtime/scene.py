@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
-from agrideploy.kernels.imageio import check_band_numbers, is_raster, read_image
+from agrideploy.kernels.imageio import check_band_numbers, is_raster, open_raster, read_image
 from agrideploy.kernels.preprocess import as_hwc
 
 from agrideploy.errors import AgrideployError
@@ -47,13 +47,8 @@ class RasterScene(ArrayScene):
     """A rasterio dataset read by windows: memory holds one strip, not the scene."""
 
     def __init__(self, path: Path, bands: Optional[Sequence[int]] = None):
-        rasterio = require("rasterio")
         self.name = str(path)
-        try:
-            self.src = rasterio.open(path)
-        except rasterio.errors.RasterioError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise AgrideployError(f"cannot read image {path}: {first}") from None
+        self.src = open_raster(path)
         self.indexes = [i + 1 for i in check_band_numbers(bands, self.src.count, path)]
         self.height, self.width, self.count = self.src.height, self.src.width, len(self.indexes)
         self.dtype = np.dtype(self.src.dtypes[self.indexes[0] - 1])
