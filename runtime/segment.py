@@ -15,7 +15,7 @@ from agrideploy.kernels.preprocess import normalize
 from agrideploy.runtime.detect import model_input, model_record, pad_batch
 from agrideploy.runtime.runner import Runner
 from agrideploy.runtime.scene import ArrayScene
-from agrideploy.runtime.tiling import TileGrid, predict_tiled
+from agrideploy.runtime.tiling import TileGrid, blend_weights, predict_tiled, tile_step
 from agrideploy.runtime.timing import StageTimer
 
 from agrideploy.errors import AgrideployError
@@ -47,6 +47,10 @@ class SegmentationPipeline:
             hw = (tile, tile)
         self.runner, self.ops, self.overlap, self.blend, self.batch = runner, ops, overlap, blend, batch
         self.tile_hw = (int(hw[0]), int(hw[1]))
+        if min(self.tile_hw) < 1:
+            raise AgrideployError(f"--tile must be at least 1, got {min(self.tile_hw)}")
+        tile_step(self.tile_hw[0], overlap)  # a bad --overlap or --blend fails here, before any output
+        blend_weights(self.tile_hw, blend)
         self.input_name, self.dtype = spec.name, np.dtype(spec.dtype)
         self.model_batch = spec.shape[0] if spec.shape[0] > 0 else None
         names = [s.name for s in runner.output_specs]
