@@ -124,25 +124,18 @@ class PaperMBConv(ResidualBlock):
         return self.residual(x, self.block(x))
 
 
-class _Stage(nn.Sequential):
-    """n blocks; the first changes channels and carries the stride."""
-
-    def __init__(self, blocks: List[nn.Module]):
-        super().__init__(*blocks)
-
-
-class FusedMBStage(_Stage):
-    """yaml: [from, n, FusedMBStage, [c2, k, s, e]]"""
+class FusedMBStage(nn.Sequential):
+    """n Fused-MBConv blocks, the first changing channels and carrying the stride; yaml args [c2, k, s, e]."""
 
     def __init__(self, c1: int, c2: int, n: int = 1, k: int = 3, s: int = 1, e: int = 1, drop: float = 0.0):
-        super().__init__([PaperFusedMBConv(c1 if i == 0 else c2, c2, k, s if i == 0 else 1, e, drop) for i in range(n)])
+        super().__init__(*[PaperFusedMBConv(c1 if i == 0 else c2, c2, k, s if i == 0 else 1, e, drop) for i in range(n)])
 
 
-class MBStage(_Stage):
-    """yaml: [from, n, MBStage, [c2, k, s, e, se]]"""
+class MBStage(nn.Sequential):
+    """n MBConv blocks, the first changing channels and carrying the stride; yaml args [c2, k, s, e, se]."""
 
     def __init__(self, c1: int, c2: int, n: int = 1, k: int = 3, s: int = 1, e: int = 4, se: float = 0.25, drop: float = 0.0):
-        super().__init__([PaperMBConv(c1 if i == 0 else c2, c2, k, s if i == 0 else 1, e, se, drop) for i in range(n)])
+        super().__init__(*[PaperMBConv(c1 if i == 0 else c2, c2, k, s if i == 0 else 1, e, se, drop) for i in range(n)])
 
 
 def make_stage(c1: int, spec: StageSpec, drop: float = 0.0) -> nn.Module:
