@@ -33,11 +33,8 @@ def test_cu_compiles_for_every_target_arch_nvcc_offers(name, tmp_path):
     run = subprocess.run(
         [nvcc, "-fatbin", "--fmad=false", *gencode, "-o", str(out), str(gpu.SOURCES[name])], capture_output=True, text=True
     )
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 0, run.stderr  # nvcc fails the whole call if any one -gencode fails
     assert out.stat().st_size > 0
-    listed = subprocess.run(["cuobjdump", "--list-elf", str(out)], capture_output=True, text=True).stdout if shutil.which("cuobjdump") else ""
-    for a in archs if listed else ():
-        assert f"sm_{a}" in listed
     if skipped:
         print(f"skipped sm_{', sm_'.join(skipped)}: not offered by this nvcc")
 
