@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence
 
 import numpy as np
+from agrideploy.kernels.imageio import IMAGE_SUFFIXES
 
 from agrideploy.errors import AgrideployError
 from agrideploy.record import ModelRecord
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 RANDOM = "random"
 
 
@@ -95,56 +95,21 @@ def calibration_batches(
 def random_batches(record: Optional[ModelRecord], shape: Sequence[int], samples: int, seed: int = 0) -> Iterator[np.ndarray]:
     """Uniform random pixels (0..255) normalised with the record, in batches of shape[0]."""
     batch, channels = int(shape[0]), int(shape[1])
-    scale, mean, std = _normalisation(record, channels)
+    scale, mean, std = record.normalisation() if record else (1.0 / 255.0, [0.0] * channels, [1.0] * channels)
+    mean, std = np.asarray(mean, np.float32)[:, None, None], np.asarray(std, np.float32)[:, None, None]
     rng = np.random.default_rng(seed)
     for start in range(0, samples, batch):
         pixels = rng.uniform(0, 255, (min(batch, samples - start), channels, *shape[2:])).astype(np.float32)
-        yield ((pixels * scale - mean[:, None, None]) / std[:, None, None]).astype(np.float32)
-
-
-def _normalisation(record: Optional[ModelRecord], channels: int):
-    scale, mean, std = record.normalisation() if record else (1.0 / 255.0, [0.0] * channels, [1.0] * channels)
-    return float(scale), np.asarray(mean, np.float32), np.asarray(std, np.float32)
+        yield ((pixels * np.float32(scale) - mean) / std).astype(np.float32)
 
 
 def prepare_image(path: Path, record: Optional[ModelRecord], channels: int, hw: Sequence[int]) -> np.ndarray:
-    """One image as the model's input (C, H, W) float32.
+    """One image as the model's input (C, H, W) float32, read and pre-processed by agrideploy.kernels,
+    the same functions inference runs (letterbox or stretch per the record, normalisation, CHW)."""
+    from agrideploy.kernels.imageio import read_image
+    from agrideploy.kernels.preprocess import prepare
 
-    The one adapter to the inference pre-processing (letterbox, normalise with the record,
-    HWC -> CHW); it moves onto agrideploy.kernels once the kernels' reader and letterbox land.
-    """
-    return _letterbox_normalise(_read_rgb(path, channels), record, hw)
-
-
-def _read_rgb(path: Path, channels: int) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            array = np.asarray(im.convert("RGB") if channels == 3 else im)
-    except OSError as exc:
-        raise AgrideployError(f"cannot read calibration image {path}: {exc}") from None
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.shape[-1] != channels:
-        raise AgrideployError(f"calibration image {path} has {array.shape[-1]} bands; the model takes {channels}")
-    return array
-
-
-def _letterbox_normalise(image: np.ndarray, record: Optional[ModelRecord], hw: Sequence[int]) -> np.ndarray:
-    from PIL import Image
-
-    height, width = int(hw[0]), int(hw[1])
-    letterbox = record.letterbox if record else True
-    pad = record.pad_value if record else 114
-    h0, w0 = image.shape[:2]
-    r = min(height / h0, width / w0) if letterbox else None
-    new_w, new_h = (round(w0 * r), round(h0 * r)) if r else (width, height)
-    bands = [np.asarray(Image.fromarray(image[..., c]).resize((new_w, new_h), Image.BILINEAR)) for c in range(image.shape[-1])]
-    resized = np.stack(bands, axis=-1).astype(np.float32)
-    canvas = np.full((height, width, image.shape[-1]), float(pad), dtype=np.float32)
-    top, left = (height - new_h) // 2, (width - new_w) // 2
-    canvas[top : top + new_h, left : left + new_w] = resized
-    scale, mean, std = _normalisation(record, image.shape[-1])
-    canvas = (canvas * scale - mean) / std
-    return np.ascontiguousarray(canvas.transpose(2, 0, 1), dtype=np.float32)
+    if record is None:  # an ONNX without our record: YOLO-style defaults (letterbox, pixels / 255)
+        record = ModelRecord(task="detect", arch="this model", names=["0"], channels=channels, imgsz=list(hw))
+    chw, _ = prepare(read_image(path), record, np.float32, new_hw=tuple(hw))
+    return chw

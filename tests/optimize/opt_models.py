@@ -119,7 +119,7 @@ def run_ort(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 def write_images(folder: Path, count: int, size=(80, 60), bands: int = 3, seed: int = 0) -> Path:
-    """Smooth random images (gradients plus noise) as PNG files, like real photos more than noise."""
+    """Smooth random images (gradients plus noise) as PNG (RGB) or TIFF (4 bands) files, like real photos more than noise."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -128,5 +128,6 @@ def write_images(folder: Path, count: int, size=(80, 60), bands: int = 3, seed: 
     for i in range(count):
         base = (np.sin(xx / (7 + i)) + np.cos(yy / (5 + i))) * 60 + 128
         img = np.clip(base[..., None] + rng.normal(0, 20, (size[1], size[0], bands)), 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(folder / f"img{i:03d}.png")  # 3 bands: RGB, 4 bands: RGBA
+        # RGB as PNG; more bands as a multi-band TIFF, the raster path real multispectral data takes
+        Image.fromarray(img).save(folder / (f"img{i:03d}.png" if bands == 3 else f"img{i:03d}.tif"))
     return folder

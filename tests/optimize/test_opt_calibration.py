@@ -68,7 +68,7 @@ def test_letterbox_and_normalisation_follow_the_record(tmp_path):
 
 def test_band_count_must_match(tmp_path):
     write_images(tmp_path, 1, bands=3)
-    with pytest.raises(AgrideployError, match="3 bands; the model takes 4"):
+    with pytest.raises(AgrideployError, match="has 3 bands but this model takes 4"):
         prepare_image(next(tmp_path.glob("*.png")), None, 4, (16, 16))
 
 

@@ -34,7 +34,7 @@ def work(tmp_path_factory):
         "seg_imgs": write_images(root / "seg_imgs", 16, bands=4),
     }
     for key, bands in (("det", 3), ("seg", 4)):  # held-out images from the calibration set's distribution
-        held = sorted(write_images(root / f"{key}_held", 2, bands=bands, seed=7).glob("*.png"))
+        held = sorted(write_images(root / f"{key}_held", 2, bands=bands, seed=7).glob("img*"))
         record = ort_precision.model_record(ort_precision.load_model(work[key]))
         work[f"{key}_held"] = np.stack([prepare_image(p, record, bands, (64, 64)) for p in held])
     return work

@@ -56,7 +56,7 @@ def variants(request, tmp_path_factory, fixtures_dir):
     root = tmp_path_factory.mktemp(request.param)
     fp32 = to_onnx(loaded, str(root / "model.onnx"), imgsz=size, opset=13, verify=False, progress=False).path
     images = write_images(root / "calib", 8, size=(size + 40, size + 20), bands=channels)
-    held = sorted(write_images(root / "held", 2, size=(size + 40, size + 20), bands=channels, seed=11).glob("*.png"))
+    held = sorted(write_images(root / "held", 2, size=(size + 40, size + 20), bands=channels, seed=11).glob("img*"))
     record = model_record(load_model(fp32))
     x = np.stack([prepare_image(p, record, channels, (size, size)) for p in held])[:1]
     out = {
