@@ -66,6 +66,22 @@ class TrtApi:
                 "on JetPack 4.6 use `--backend onnxruntime` or trtexec"
             )
 
+    def logger(self):
+        """A TensorRT logger writing warnings and errors to stderr (trt.Logger prints on stdout, where results go)."""
+        trt = self.trt
+        base = trt.ILogger
+        shown = {trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR, trt.ILogger.Severity.WARNING}
+
+        class StderrLogger(base):
+            def __init__(self):
+                base.__init__(self)
+
+            def log(self, severity, msg):
+                if severity in shown:
+                    print(f"TensorRT: {msg}", file=sys.stderr)
+
+        return StderrLogger()
+
     # precision mechanism ----------------------------------------------------------------------
     @property
     def graph_typed(self) -> bool:

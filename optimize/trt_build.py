@@ -164,7 +164,7 @@ def _build(api, source: Path, engine: Path, cache_path: Optional[Path], record, 
     from tqdm import tqdm
 
     trt = api.trt
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = api.logger()
     trt.init_libnvinfer_plugins(logger, "")  # EfficientNMS_TRT; parsers from 10.0 no longer do it
     builder = trt.Builder(logger)
     network = builder.create_network(api.network_flags(strongly_typed))

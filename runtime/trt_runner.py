@@ -86,7 +86,7 @@ class TrtRunner(Runner):
         check_compatible(self.path, self.api.version_string, gpu)
         self._gpu = gpu
         self.cuda = self._cuda or open_cuda()
-        logger = trt.Logger(trt.Logger.WARNING)
+        logger = self.api.logger()
         trt.init_libnvinfer_plugins(logger, "")  # engines holding EfficientNMS_TRT need it before deserialising
         self.runtime = trt.Runtime(logger)
         if self.dla_core is not None:
