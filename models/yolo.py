@@ -30,7 +30,7 @@ class Detect(nn.Module):
     from each input's shape, with no in-place writes, so dynamic batch and H/W export cleanly.
     """
 
-    def __init__(self, nc: int = 80, anchors: Sequence[Sequence[float]] = (), ch: Sequence[int] = (), inplace: bool = True):
+    def __init__(self, nc: int = 80, anchors: Sequence[Sequence[float]] = (), ch: Sequence[int] = ()):
         super().__init__()
         self.nc = nc
         self.no = nc + 5
@@ -39,7 +39,6 @@ class Detect(nn.Module):
         self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32).view(self.nl, -1, 2))
         self.register_buffer("stride", torch.ones(self.nl), persistent=False)
         self.m = nn.ModuleList(nn.Conv2d(c, self.no * self.na, 1) for c in ch)
-        self.inplace = inplace
 
     def forward(self, xs: List[torch.Tensor]) -> Union[torch.Tensor, List[torch.Tensor]]:
         maps = [self._level(i, x) for i, x in enumerate(xs)]
@@ -127,12 +126,12 @@ def config_path(arch: str) -> Path:
 
 
 def load_config(cfg: Union[Dict[str, Any], str, Path]) -> Dict[str, Any]:
-    """A deep copy of a config dict, or a yaml file read with yaml.safe_load (no tags, no code)."""
+    """A deep copy of a config dict, or a yaml (a shipped name or a path) read with yaml.safe_load: no tags, no code."""
     if isinstance(cfg, dict):
         return copy.deepcopy(cfg)
     import yaml
 
-    path = Path(cfg)
+    path = CONFIG_DIR / f"{cfg}.yaml" if cfg in SHIPPED else Path(cfg)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -219,7 +218,7 @@ def _build_layer(m: type, args: List[Any], n: int, f: Any, chans: List[int], gw:
 class DetectionModel(nn.Module):
     """A YOLOv5 detector: `.yaml` (dict), `.stride` (tensor), `.names`, `.nc`; eval returns (B, N, 5+nc)."""
 
-    def __init__(self, cfg: Union[Dict[str, Any], str, Path] = "yolov5s.yaml", ch: int = 3, nc: Optional[int] = None, anchors=None):
+    def __init__(self, cfg: Union[Dict[str, Any], str, Path] = "yolov5s", ch: int = 3, nc: Optional[int] = None, anchors=None):
         super().__init__()
         self.yaml = load_config(cfg)
         self.yaml_file = self.yaml.pop("yaml_file", None) or (Path(cfg).name if not isinstance(cfg, dict) else None)
@@ -233,7 +232,6 @@ class DetectionModel(nn.Module):
         self.model, self.save = parse_model(self.yaml, ch)
         self.nc = int(self.yaml["nc"])
         self.names = [str(i) for i in range(self.nc)]
-        self.inplace = True
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.eps, m.momentum = 1e-3, 0.03
