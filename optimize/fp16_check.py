@@ -102,7 +102,7 @@ def _expose_intermediates(model) -> Dict[str, LayerStats]:
 def analyse(onnx_path: str | Path, calib: Optional[str] = None, samples: int = 8) -> List[LayerStats]:
     """Per-node activation statistics of the FP32 graph over `samples` inputs (images from `calib`, else random)."""
     from agrideploy.optimize.calibration import RANDOM, calibration_batches
-    from agrideploy.optimize.ort_precision import input_shape, load_model, model_record, name_nodes
+    from agrideploy.optimize.ort_precision import input_shape, load_model, model_record, name_nodes, progress
 
     ort = require("onnxruntime")
     if samples < 1:
@@ -117,7 +117,7 @@ def analyse(onnx_path: str | Path, calib: Optional[str] = None, samples: int = 8
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     input_name = session.get_inputs()[0].name
-    for batch in calibration_batches(calib or RANDOM, record, shape, samples):
+    for batch in progress(calibration_batches(calib or RANDOM, record, shape, samples), samples, "FP16 check"):
         for name, value in zip(names, session.run(names, {input_name: batch})):
             if name in stats:
                 stats[name].update(np.asarray(value))

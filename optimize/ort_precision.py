@@ -233,7 +233,7 @@ def to_int8(
         print(f"note: opset {opset} < {PER_CHANNEL_MIN_OPSET}: weights quantized per tensor (export at opset >= 13 for per-channel)", file=sys.stderr)
     exclude = sorted(decode_tail(model))
     output = Path(output)
-    reader = _BatchReader(model.graph.input[0].name, _progress(calibration_batches(calib, record, shape, samples), samples))
+    reader = _BatchReader(model.graph.input[0].name, progress(calibration_batches(calib, record, shape, samples), samples))
     cacheable = "calibration_cache_path" in inspect.signature(q.quantize_static).parameters
     method_enum = {"entropy": q.CalibrationMethod.Entropy, "minmax": q.CalibrationMethod.MinMax, "percentile": q.CalibrationMethod.Percentile}
     _stamp(model, {"precision": "int8", "calib": str(calib), "method": method, "samples": samples, "per_channel": per_channel, "op_types": list(op_types)})
@@ -295,10 +295,11 @@ def _quiet_quantizer():
         root.setLevel(level)
 
 
-def _progress(batches, total: int):
+def progress(batches, total: int, desc: str = "calibrating"):
+    """Pass `batches` through, counting their images on a tqdm bar on stderr."""
     from tqdm import tqdm
 
-    with tqdm(total=total, desc="calibrating", unit="img", file=sys.stderr, leave=False) as bar:
+    with tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False) as bar:
         for batch in batches:
             bar.update(len(batch))
             yield batch
