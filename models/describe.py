@@ -11,6 +11,15 @@ from agrideploy.record import ModelRecord
 
 NAMES_SHOWN = 10
 UPSTREAM_IMGSZ = 640  # YOLOv5 prints its GFLOPs at 640
+FORMATS = {
+    "random-init": "no checkpoint: random weights",
+    "agrideploy": "agrideploy checkpoint: weights + model record",
+    "yolov5": "YOLOv5 training checkpoint, read by the restricted unpickler",
+    "state-dict": "plain state dict",
+    "state-dict+factory": "plain state dict, module built by --factory",
+    "torchscript": "TorchScript module",
+    "pickle (trusted)": "full pickle, loaded with --trust-checkpoint",
+}
 
 
 def describe_model(loaded: LoadedModel) -> str:
@@ -19,7 +28,7 @@ def describe_model(loaded: LoadedModel) -> str:
 
     r = loaded.record
     rows: List[Tuple[str, str]] = [
-        ("format", loaded.source_format),
+        ("format", _format(loaded.source_format)),
         ("file", _file(r)),
         ("task", r.task),
         ("architecture", r.arch),
@@ -39,6 +48,11 @@ def describe_model(loaded: LoadedModel) -> str:
     rows.extend(("note", n) for n in loaded.notes)
     width = max(len(label) for label, _ in rows) + 2
     return "\n".join(f"{label:<{width}}{value}" for label, value in rows)
+
+
+def _format(code: str) -> str:
+    what = FORMATS.get(code)
+    return f"{code} ({what})" if what else code
 
 
 def _file(r: ModelRecord) -> str:
@@ -72,9 +86,9 @@ def _gflops(loaded: LoadedModel) -> str:
         return "not countable for this module"
     text = f"{here:.1f} at {r.imgsz[0]}x{r.imgsz[1]}"
     if r.task == "detect" and r.imgsz != [UPSTREAM_IMGSZ, UPSTREAM_IMGSZ]:
-        upstream = _gflops_at(loaded, [UPSTREAM_IMGSZ, UPSTREAM_IMGSZ])
-        if upstream is not None:
-            text += f" ({upstream:.1f} at {UPSTREAM_IMGSZ}x{UPSTREAM_IMGSZ}, the size upstream reports)"
+        # a YOLOv5 detector is fully convolutional: at sizes divisible by its strides, FLOPs scale with the area
+        upstream = here * UPSTREAM_IMGSZ * UPSTREAM_IMGSZ / (r.imgsz[0] * r.imgsz[1])
+        text += f" ({upstream:.1f} at {UPSTREAM_IMGSZ}x{UPSTREAM_IMGSZ}, the size upstream reports)"
     return text
 
 

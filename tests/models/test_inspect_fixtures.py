@@ -11,8 +11,8 @@ from agrideploy.models import load_model  # noqa: E402
 
 CASES = {
     # file: (lines that must appear in `inspect`)
-    "yolov5n_nc3_upstream.pt": ["yolov5", "3: weed, crop, pest", "1,767,976", "320x320", "8, 16, 32", "all 349 keys matched", "ema"],
-    "yolov5n_nc3_upstream_stripped.pt": ["yolov5", "3: weed, crop, pest", "1,767,976", "320x320", "all 349 keys matched"],
+    "yolov5n_nc3_upstream.pt": ["yolov5", "3: weed, crop, pest", "1,767,976", "320x320", "4.2 at 640x640", "8, 16, 32", "all 349 keys matched", "'ema'"],
+    "yolov5n_nc3_upstream_stripped.pt": ["yolov5", "3: weed, crop, pest", "1,767,976", "320x320", "all 349 keys matched", "'model'"],
     "yolov5s_coco_upstream.pt": ["yolov5", "80: person, bicycle, car", "7,235,389", "640x640", "8, 16, 32", "16.6 at 640x640"],
     "effv2_yolov5_fork_upstream_stripped.pt": ["yolov5", "3: weed, crop, pest", "1,413,932", "16, 32, 64", "/16: 5,6 9,4 7,9", "all 509 keys matched"],
 }

@@ -41,6 +41,8 @@ def test_random_yolov5n_geometry_from_the_built_model():
         ({}, "give a checkpoint, or --arch NAME"),
         ({"arch": "yolov5n", "factory": "m:f"}, "--factory builds a model for a state dict"),
         ({"arch": "deeplabv3plus-xception", "channels": 0}, "--channels must be at least 1"),
+        ({"arch": "yolov9"}, "unknown architecture 'yolov9'; known: yolov5n"),
+        ({"arch": "yolov5n", "imgsz": 100}, "--imgsz 100 100 is not a multiple of the model's largest stride 32"),
     ],
 )
 def test_random_init_argument_errors(kwargs, message):

@@ -7,10 +7,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from agd_factory_net import TinySegmenter, trained_state_dict  # noqa: E402
-
-from agrideploy.errors import AgrideployError  # noqa: E402
 from agrideploy.models import load_model, save_checkpoint  # noqa: E402
 from agrideploy.models.checkpoints.torchscript import is_torchscript  # noqa: E402
+
+from agrideploy.errors import AgrideployError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
