@@ -64,7 +64,7 @@ def profile_shapes(name: str, shape: Sequence[int], record: Optional[ModelRecord
     return out
 
 
-def _typed_onnx(api, onnx_path: Path, summary, fp16: bool, int8: bool, calib, method: str, samples: int,
+def _typed_onnx(onnx_path: Path, summary, fp16: bool, int8: bool, calib, method: str, samples: int,
                 fp32_layers: List[str], workdir: Path) -> Path:
     """TensorRT 11: the precision must be in the graph; write the FP16 / Q/DQ ONNX to build from."""
     from agrideploy.optimize.ort_precision import to_fp16, to_int8
@@ -116,8 +116,11 @@ def build_engine(
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise AgrideployError(f"{onnx_path}: no such file")
-    precision = "int8" if int8 else "fp16" if fp16 else "fp32"
-    engine = Path(output) if output else onnx_path.with_suffix(f".{precision}.engine")
+    summary = read_onnx_summary(onnx_path)
+    precision = "int8" if int8 or summary.has_qdq else "fp16" if fp16 or summary.has_fp16 else "fp32"
+    stem = onnx_path.with_suffix("")
+    stem = stem.with_suffix("") if stem.suffix in (".fp16", ".int8") else stem  # model.fp16.onnx -> model.fp16.engine
+    engine = Path(output) if output else Path(f"{stem}.{precision}.engine")
     check_output_path(engine, force=force)
     if timing_cache is None:
         cache_path: Optional[Path] = Path(str(engine.with_suffix("")) + ".timing.cache")
@@ -126,7 +129,6 @@ def build_engine(
     if trt is None:
         trt, gpu = load_tensorrt(gpu)
     api = TrtApi(trt)
-    summary = read_onnx_summary(onnx_path)
     record = ModelRecord.from_onnx_props(summary.metadata) if ONNX_KEY in summary.metadata else None
     if record is None:
         print(f"note: {onnx_path} carries no agrideploy record; the sidecar will have none", file=sys.stderr)
@@ -136,7 +138,7 @@ def build_engine(
 
     with tempfile.TemporaryDirectory(prefix="agrideploy-build-") as workdir:
         if api.graph_typed:
-            source = _typed_onnx(api, onnx_path, summary, fp16, int8, calib, calib_method, calib_samples, pins, Path(workdir))
+            source = _typed_onnx(onnx_path, summary, fp16, int8, calib, calib_method, calib_samples, pins, Path(workdir))
             strongly_typed, mechanism = True, "strongly-typed network, precision in the ONNX"
         else:
             source = onnx_path

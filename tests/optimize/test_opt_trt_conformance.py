@@ -260,3 +260,15 @@ def test_runner_checks_input_shapes(onnx_model, tmp_path):
 
 def test_every_release_has_a_stand_in():
     assert set(RELEASES) == set(ALL)
+
+
+def test_prequantized_onnx_needs_no_flags_on_10(tmp_path, onnx_model):
+    """An ONNX that already carries FP16 (from `build --backend onnxruntime --fp16`) builds strongly typed on 10.x."""
+    from agrideploy.optimize.ort_precision import to_fp16
+
+    fp16 = to_fp16(onnx_model, tmp_path / "det.fp16.onnx")
+    trt = make_fake_tensorrt("10.16")
+    result = build_engine(fp16, trt=trt, gpu=RTX, cuda=FakeCuda())
+    assert result.engine.name == "det.fp16.engine"
+    assert _set_flags(trt) == [] and trt.fake.args_of("Builder.create_network")[0][0] == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    assert result.build["precision"] == "fp16" and result.build["strongly_typed"]
