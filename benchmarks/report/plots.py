@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from agrideploy.benchmarks.report.tables import MIB, headline_run
+from agrideploy.benchmarks.report.tables import MIB, headline_run, model_stats
 
 from agrideploy.lazy import require
 
@@ -84,18 +84,18 @@ def model_comparison(rows: Sequence[Dict[str, Any]]) -> Optional[Plot]:
     points = [headline_run(g) for g in groups.values()]
     if len({p["model"] for p in points}) < 2:
         return None
-    sizes: Dict[Tuple[str, str], float] = {}
+    by_model: "OrderedDict[Tuple[str, str], List[Dict[str, Any]]]" = OrderedDict()
     for r in det:
-        if r["size_bytes"] is not None and (r["precision"] == "fp32" or (r["model"], r["imgsz"]) not in sizes):
-            sizes[(r["model"], r["imgsz"])] = r["size_bytes"] / MIB
+        by_model.setdefault((r["model"], r["imgsz"]), []).append(r)
+    stats = {key: model_stats(group) for key, group in by_model.items()}
     several_sizes = len({p["imgsz"] for p in points}) > 1
+    scale = {"params": 1e-6, "gflops": 1.0, "size_bytes": 1.0 / MIB}
 
     def x_of(p: Dict[str, Any], key: str) -> Optional[float]:
-        if key == "size":
-            return sizes.get((p["model"], p["imgsz"]))
-        return None if p[key] is None else p[key] * (1e-6 if key == "params" else 1.0)
+        value = stats[(p["model"], p["imgsz"])][key]
+        return None if value is None else value * scale[key]
 
-    labels = {"params": "parameters (M)", "gflops": "GFLOPs at the input size", "size": "model size (MiB)"}
+    labels = {"params": "parameters (M)", "gflops": "GFLOPs at the input size", "size_bytes": "model size (MiB)"}
     panels = [key for key in labels if any(x_of(p, key) is not None for p in points)]  # only what was measured
     if not panels:
         return None

@@ -373,23 +373,35 @@ def headline_run(rows: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     return min(rows, key=rank)
 
 
+def model_stats(group: Sequence[Dict[str, Any]]) -> Dict[str, Optional[float]]:
+    """Parameters, GFLOPs and size of one model at one input size, from whichever of its runs recorded them.
+
+    Size is that of the FP32 artefact where one was measured, else the largest artefact measured.
+    """
+    sized = [r for r in group if r["size_bytes"] is not None]
+    fp32 = [r for r in sized if r["precision"] == "fp32"]
+    return {
+        "params": next((r["params"] for r in group if r["params"] is not None), None),
+        "gflops": next((r["gflops"] for r in group if r["gflops"] is not None), None),
+        "size_bytes": max(r["size_bytes"] for r in (fp32 or sized)) if sized else None,
+    }
+
+
 def model_table(rows: Sequence[Dict[str, Any]]) -> Table:
     """Parameters, GFLOPs and size next to each device's latency: the seeds' Fig. 10 as a table."""
     devices = list(OrderedDict.fromkeys(r["device"] for r in rows))
     table = Table(
         "models", "Models: size, cost and speed",
         ["Model", "Task", "Input", "Params M", "GFLOPs", "Size MiB"] + [f"{d} ms" for d in devices],
-        caption="GFLOPs at the benchmarked input size; size of the FP32 artefact (or the smallest-precision one measured). "
+        caption="GFLOPs at the benchmarked input size; size of the FP32 artefact (else the largest one measured). "
         "Per device: host median at batch 1 of the headline run (FP32 where measured), precision and backend in brackets.",
     )
     groups: "OrderedDict[Tuple, List[Dict[str, Any]]]" = OrderedDict()
     for r in rows:
         groups.setdefault((r["task"], r["model"], r["imgsz"], r["channels"]), []).append(r)
-    ordered = sorted(groups.items(), key=lambda kv: (kv[0][0], _pixels(kv[0][2]), kv[1][0]["params"] or 0, kv[0][1]))
+    stats = {key: model_stats(group) for key, group in groups.items()}
+    ordered = sorted(groups.items(), key=lambda kv: (kv[0][0], _pixels(kv[0][2]), stats[kv[0]]["params"] or 0, kv[0][1]))
     for (task, model, imgsz, channels), group in ordered:
-        sized = [r for r in group if r["size_bytes"] is not None]
-        fp32 = [r for r in sized if r["precision"] == "fp32"]
-        size = max(r["size_bytes"] for r in (fp32 or sized)) if sized else None
         cells = []
         for dev in devices:
             best = headline_run([r for r in group if r["device"] == dev])
@@ -398,11 +410,10 @@ def model_table(rows: Sequence[Dict[str, Any]]) -> Table:
                 continue
             text = f"{fmt(best['host_median_ms'])} ({best['precision']}, {best['backend']}, b{best['batch']})"
             cells.append(Flagged(text, "unstable measurement") if best["host_unstable"] else text)
-        params = group[0]["params"]
+        params, gflops, size = (stats[(task, model, imgsz, channels)][k] for k in ("params", "gflops", "size_bytes"))
         name = model if channels in (None, 3) else f"{model} ({channels} bands)"
         table.rows.append([
-            name, task, imgsz, fmt(None if params is None else params / 1e6, 2), fmt(group[0]["gflops"], 2),
-            _mib(size), *cells,
+            name, task, imgsz, fmt(None if params is None else params / 1e6, 2), fmt(gflops, 2), _mib(size), *cells,
         ])
     return table
 

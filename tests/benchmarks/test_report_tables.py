@@ -179,3 +179,12 @@ def test_number_formatting():
     assert T.fmt(3.14159) == "3.14"
     assert T.fmt(2.0, 1) == "2.0"
     assert T.fmt(True) == "yes"
+
+
+def test_model_stats_come_from_whichever_run_recorded_them(rows):
+    group = [dict(r) for r in rows if r["model"] == "yolov5s" and r["imgsz"] == "640x640"]
+    group[0].update(params=None, gflops=None)  # e.g. a PyTorch run, or an INT8 ONNX measured as it is
+    stats = T.model_stats(group)
+    assert stats["params"] == group[1]["params"] and stats["gflops"] == group[1]["gflops"]
+    assert stats["size_bytes"] == max(r["size_bytes"] for r in group if r["precision"] == "fp32")
+    assert T.model_stats([dict(group[0], size_bytes=None)])["size_bytes"] is None
