@@ -44,7 +44,7 @@ def describe_model(loaded: LoadedModel) -> str:
     else:
         rows.append(("output stride", f"{r.output_stride} (not stored in the weights; --output-stride)"))
     rows.append(("weights", "random (no checkpoint): every figure is for the design, not a trained model" if loaded.random_init else "from the checkpoint"))
-    rows.append(("key match", loaded.match.summary()))
+    rows.append(("key match", _match(loaded)))
     rows.extend(("note", n) for n in loaded.notes)
     width = max(len(label) for label, _ in rows) + 2
     return "\n".join(f"{label:<{width}}{value}" for label, value in rows)
@@ -53,6 +53,14 @@ def describe_model(loaded: LoadedModel) -> str:
 def _format(code: str) -> str:
     what = FORMATS.get(code)
     return f"{code} ({what})" if what else code
+
+
+def _match(loaded: LoadedModel) -> str:
+    if loaded.random_init and loaded.record.source_name is None:
+        return f"no weights loaded ({loaded.match.total} tensors randomly initialised)"
+    if loaded.builder is None:
+        return "not applicable: the weights come inside the saved module"
+    return loaded.match.summary()
 
 
 def _file(r: ModelRecord) -> str:
@@ -96,9 +104,10 @@ def _gflops_at(loaded: LoadedModel, imgsz: List[int]) -> Optional[float]:
     from agrideploy.models.flops import gflops
 
     try:
-        return float(gflops(loaded.module, list(imgsz), loaded.record.channels))
+        value = float(gflops(loaded.module, list(imgsz), loaded.record.channels))
     except (AgrideployError, RuntimeError, TypeError, AttributeError):
-        return None  # e.g. a TorchScript module the counter cannot hook
+        return None
+    return value or None  # a TorchScript module runs no Python forward hooks: nothing was counted
 
 
 def _anchors(r: ModelRecord) -> str:

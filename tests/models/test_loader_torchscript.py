@@ -45,3 +45,26 @@ def test_pickled_checkpoints_are_not_torchscript(tmp_path):
     path = tmp_path / "sd.pt"
     torch.save(trained_state_dict(), path)
     assert not is_torchscript(path)
+
+
+def test_yolov5_export_config_fills_the_record(tmp_path):
+    """YOLOv5's export.py stores shape, stride and names in the extra file config.txt."""
+    import json
+
+    from agrideploy.models import create_model, describe_model
+
+    model = create_model("yolov5n", classes=2, imgsz=64)
+    path = tmp_path / "best.torchscript"
+    config = {"shape": [1, 3, 64, 96], "stride": 32, "names": {"0": "weed", "1": "crop"}}
+    traced = torch.jit.trace(model.module, torch.rand(1, 3, 64, 96), strict=False)
+    torch.jit.save(traced, str(path), _extra_files={"config.txt": json.dumps(config)})
+    loaded = load_model(path)
+    r = loaded.record
+    assert (r.task, r.names, r.imgsz, r.strides) == ("detect", ["weed", "crop"], [64, 96], [8, 16, 32])
+    assert r.anchors == model.record.anchors
+    text = describe_model(loaded)
+    assert "not applicable: the weights come inside the saved module" in text
+    assert "GFLOPs         not countable" in text
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.allclose(loaded.module(x), model.module(x), atol=1e-5)
