@@ -15,6 +15,7 @@ import ntpath
 import pickle
 import posixpath
 import types
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, Union
@@ -184,9 +185,11 @@ def safe_load(path: Union[str, Path], extra_classes: Optional[Mapping[str, Any]]
     if not path.is_file():
         raise AgrideployError(f"{path}: no such file")
     try:
-        return torch.load(
-            str(path), map_location="cpu", weights_only=False, pickle_module=restricted_pickle_module(extra_classes)
-        )
+        with warnings.catch_warnings():  # legacy files: torch cannot compare a stand-in's source, which is expected
+            warnings.filterwarnings("ignore", message="Couldn't retrieve source code")
+            return torch.load(
+                str(path), map_location="cpu", weights_only=False, pickle_module=restricted_pickle_module(extra_classes)
+            )
     except AgrideployError:
         raise
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, TypeError, AttributeError, OSError) as exc:

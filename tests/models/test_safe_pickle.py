@@ -90,6 +90,18 @@ def _rewrite_pickle(path: pathlib.Path, old: bytes, new: bytes) -> None:
             z.writestr(name, data)
 
 
+def test_legacy_torch_format_is_read_with_the_same_rules(tmp_path):
+    path = tmp_path / "legacy.pt"
+    torch.save({"w": torch.ones(2).half(), "m": torch.nn.ReLU()}, str(path), _use_new_zipfile_serialization=False)
+    obj = safe_load(path)
+    assert obj["w"].tolist() == [1.0, 1.0] and class_path(obj["m"]) == "torch.nn.modules.activation.ReLU"
+    marker = tmp_path / "ran"
+    torch.save({"x": _Reduces(os.system, (f"touch {marker}",))}, str(path), _use_new_zipfile_serialization=False)
+    with pytest.raises(AgrideployError, match="system"):
+        safe_load(path)
+    assert not marker.exists()
+
+
 def test_numpy_1_global_names_are_accepted(tmp_path):
     path = tmp_path / "np1.pth.tar"
     torch.save({"best_pred": np.float64(0.5), "arr": np.arange(3)}, str(path))
