@@ -18,8 +18,12 @@ from agrideploy.errors import AgrideployError
 from agrideploy.lazy import require
 from agrideploy.record import ModelRecord
 
-DEFAULT_TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "int": 1e-3}
+# Deep float32 nets differ between PyTorch and ONNX Runtime kernels by up to ~1e-4 of the output
+# range (YOLOv5s at 640: 0.1 px on 1300 px boxes); export bugs (grid, anchors, a lost sigmoid) are
+# orders of magnitude larger.
+DEFAULT_TOLERANCE = {"float32": 1e-3, "float16": 1e-2, "int": 1e-3}
 BOX_TOLERANCE = 1e-3  # matched boxes within this fraction of the image size
+SCORE_MARGIN = 1e-3  # detections this close to the score threshold may fall either side of it
 
 
 @dataclass
@@ -111,12 +115,15 @@ def compare(label: str, reference: Dict[str, np.ndarray], got: Dict[str, np.ndar
     return checks
 
 
-def match_detections(reference: List[np.ndarray], got: List[np.ndarray], image_size: float) -> List[str]:
+def match_detections(reference: List[np.ndarray], got: List[np.ndarray], image_size: float, conf_thres: float = 0.0) -> List[str]:
     """Problems (empty when all match) between per-image (n, 6) detections [x1, y1, x2, y2, score, class]:
-    the same count, and every reference box has an unused one of its class within the box tolerance."""
+    the same count, and every reference box has an unused one of its class within the box tolerance.
+    Detections scored within SCORE_MARGIN of the threshold are left out on both sides."""
     problems = []
     limit = BOX_TOLERANCE * image_size
     for b, (ref, out) in enumerate(zip(reference, got)):
+        ref = ref[ref[:, 4] > conf_thres + SCORE_MARGIN]
+        out = out[out[:, 4] > conf_thres + SCORE_MARGIN]
         if len(ref) != len(out):
             problems.append(f"image {b}: ONNX Runtime kept {len(out)} detections, the NumPy reference {len(ref)}")
             continue
@@ -194,7 +201,7 @@ def verify_export(
     for label, batch in inputs:
         expected = non_max_suppression(torch_out[label]["output0"], nms["conf_thres"], nms["iou_thres"], int(nms["max_det"]))
         got = split_detections(run_ort(nms_session, batch))
-        problems = match_detections(expected, got, float(max(shape[2:])))
+        problems = match_detections(expected, got, float(max(shape[2:])), nms["conf_thres"])
         report.detection_failures.extend(f"{label}: {p}" for p in problems)
         counts = ", ".join(str(len(d)) for d in expected)
         report.notes.append(f"{label}: NMS detections per image {counts}: {'all matched' if not problems else 'MISMATCH'}")

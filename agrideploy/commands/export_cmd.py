@@ -44,7 +44,7 @@ def register(sub) -> None:
     ver.add_argument("--no-verify", dest="verify", action="store_false", help="skip the comparison")
     ver.add_argument("--verify-image", help="also compare on this image (letterboxed for detectors, resized for segmenters)")
     ver.add_argument("--tolerance", type=float,
-                     help="max error relative to the largest reference value (default 1e-4 for float32; "
+                     help="max error relative to the largest reference value (default 1e-3 for float32; "
                      "mismatching mask pixels 1e-3)")
     p.add_argument("--force", action="store_true", help="overwrite the output file")
     p.set_defaults(func=run)
