@@ -365,7 +365,10 @@ def measure(job: Job, batch: int, settings: Settings, device_kind: str) -> Dict[
         notes.append("host peak RSS is the process peak since start (could not reset it per run)")
     power = None
     if sampler is not None:
-        power = power_block(sampler.window(host.started, host.started + host.window_s), host.window_s, batch * host.count)
+        window = (host.started, host.started + host.window_s)
+        power = power_block(sampler.window(*window), host.window_s, batch * host.count)
+        if power is not None:
+            power["tegrastats"] = sampler.raw_window(*window)  # the raw lines, to parse again later
         if power is None:
             notes.append("no tegrastats power sample fell inside the timed window")
     artefact = job.artefact if isinstance(job.artefact, Path) else None

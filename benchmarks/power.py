@@ -29,7 +29,7 @@ class TegrastatsSampler:
     def __init__(self, executable: str = "tegrastats", interval_ms: int = TEGRASTATS_INTERVAL_MS):
         self.executable, self.interval_ms = executable, int(interval_ms)
         self.samples: List[Tuple[float, TegraSample]] = []  # (perf_counter at arrival, sample)
-        self.raw: List[str] = []
+        self.raw: List[Tuple[float, str]] = []  # every line as printed, kept so a log can be parsed again
         self._proc: Optional[subprocess.Popen] = None
         self._thread: Optional[threading.Thread] = None
 
@@ -49,7 +49,7 @@ class TegrastatsSampler:
     def _read(self) -> None:
         for line in self._proc.stdout:
             now = time.perf_counter()
-            self.raw.append(line.rstrip("\n"))
+            self.raw.append((now, line.rstrip("\n")))
             sample = parse_line(line)
             if sample is not None:
                 self.samples.append((now, sample))
@@ -77,6 +77,9 @@ class TegrastatsSampler:
     def window(self, start: float, end: float) -> List[TegraSample]:
         """Samples that arrived inside [start, end] (perf_counter seconds)."""
         return [s for t, s in self.samples if start <= t <= end]
+
+    def raw_window(self, start: float, end: float) -> List[str]:
+        return [line for t, line in self.raw if start <= t <= end]
 
 
 def power_block(samples: Sequence[TegraSample], window_s: float, images: int,

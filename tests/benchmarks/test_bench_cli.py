@@ -189,6 +189,7 @@ def test_jetson_run_reads_power_from_tegrastats(models, tmp_path, monkeypatch):
     power = run["power"]
     assert power is not None, run["notes"]
     assert power["rail"] == "VDD_IN" and set(power["samples_w"]) == {4.2}
+    assert len(power["tegrastats"]) == len(power["samples_w"]) and "VDD_IN 4200mW/4100mW" in power["tegrastats"][0]
     images = run["latency_ms"]["host"]["count"]
     assert power["mj_per_image"] == pytest.approx(4.2 * run["method"]["window_s"] * 1000 / images, rel=1e-3)
     assert run["memory"]["jetson_used_bytes"] is None  # this machine's /proc/meminfo has no NvMap line

@@ -94,11 +94,12 @@ def test_sampler_with_fake_tegrastats(tmp_path):
             time.sleep(0.01)
         end = time.perf_counter()
     assert len(sampler.samples) >= 4
-    assert sampler.raw[0] == lines[0] and sampler.raw[1] == lines[1]
+    assert [line for _, line in sampler.raw[:2]] == lines
     inside = sampler.window(start, end)
     assert 0 < len(inside) <= len(sampler.samples)
     assert {s.total_rail() for s in inside} <= {"VDD_IN", "POM_5V_IN"}
-    assert sampler.window(end + 100, end + 200) == []
+    assert sampler.window(end + 100, end + 200) == [] == sampler.raw_window(end + 100, end + 200)
+    assert len(sampler.raw_window(start, end)) == len(inside)
 
 
 def test_sampler_without_tegrastats(tmp_path):
