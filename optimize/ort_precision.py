@@ -28,6 +28,7 @@ PRECISION_KEY = "agrideploy_precision"
 FP16_BLOCKED_OPS = ("Resize", "Upsample", "Range", "TopK", "NonMaxSuppression", "RoiAlign", "CumSum", "Pow", "Exp", "Softmax")
 CONV_OPS = ("Conv", "ConvTranspose")
 PER_CHANNEL_MIN_OPSET = 13  # DequantizeLinear's `axis` needs opset 13
+ENTROPY_BINS = 512  # histogram bins folded to 128 by the entropy search
 
 
 def load_model(path: str | Path):
@@ -262,10 +263,12 @@ def to_int8(
 
 
 def _entropy_ranges(model, op_types: List[str], reader, cache: Path) -> None:
-    """Entropy calibration as TensorRT does it (2048-bin histograms folded to 128), saved as ORT's range cache.
+    """Entropy (KL) calibration with real threshold candidates, saved as ORT's range cache.
 
     quantize_static's own entropy uses 128 bins folded to 128, which leaves one candidate
-    threshold: the full range, i.e. exactly MinMax.
+    threshold: the full range, i.e. exactly MinMax. TensorRT folds 2048 bins; ORT's search is
+    pure Python and 2048 bins cost ~8x the time of 512 (7 s vs 0.9 s CPU on a 5-conv net),
+    so 512 bins (192 candidate thresholds per tensor).
     """
     from onnxruntime.quantization import CalibrationMethod, create_calibrator, save_tensors_data
 
@@ -276,7 +279,7 @@ def _entropy_ranges(model, op_types: List[str], reader, cache: Path) -> None:
         calibrator = create_calibrator(
             path, op_types, augmented_model_path=str(Path(work) / "augmented.onnx"),
             calibrate_method=CalibrationMethod.Entropy,
-            extra_options={"num_bins": 2048, "num_quantized_bins": 128, "symmetric": True},
+            extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": 128, "symmetric": True},
         )
         calibrator.collect_data(reader)
         save_tensors_data(calibrator.compute_data(), cache)

@@ -129,7 +129,7 @@ def test_per_channel_needs_opset_13(work, capsys):
 
 
 def test_entropy_is_not_minmax(work):
-    """ONNX Runtime's stock entropy (128 bins into 128) can only pick the full range, i.e. MinMax."""
+    """ONNX Runtime's stock entropy (128 bins into 128) can only pick the full range, i.e. MinMax; ours clips."""
     scales = {}
     for method in ("entropy", "minmax"):
         out = ort_precision.to_int8(work["det"], work["root"] / f"det.{method}.onnx", calib=work["det_imgs"], samples=8, method=method, force=True)
