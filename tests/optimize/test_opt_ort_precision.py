@@ -121,7 +121,7 @@ def test_int8_segmenter_argmax_agrees(work):
 
 def test_per_channel_needs_opset_13(work, capsys):
     old = export_tiny(work["root"] / "det12.onnx", "detect", opset=12)
-    out = ort_precision.to_int8(old, work["root"] / "det12.int8.onnx", calib="random", samples=2, force=True)
+    out = ort_precision.to_int8(old, work["root"] / "det12.int8.onnx", calib="random", samples=2, method="minmax", force=True)
     info = json.loads(read_onnx_summary(out).metadata[ort_precision.PRECISION_KEY])
     assert info["per_channel"] is False
     err = capsys.readouterr().err
