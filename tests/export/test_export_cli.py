@@ -38,6 +38,12 @@ def test_user_errors_are_one_line(cli, tmp_path, args, message):
     assert not list(tmp_path.glob("*.onnx*")) and not list(tmp_path.glob(".m.onnx*"))
 
 
+def test_channels_mismatch_is_one_line(cli, fixtures_dir, tmp_path):
+    out = cli("export", fixtures_dir / "yolov5n_nc3_upstream_stripped.pt", "--channels", "4", "-o", tmp_path / "m.onnx")
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "4" in out.stderr and "3 bands" in out.stderr
+    assert not list(tmp_path.iterdir())
+
+
 def test_unwritable_output_is_one_line(cli, tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the output folder should be")

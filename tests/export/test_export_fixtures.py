@@ -7,9 +7,11 @@ fusion; our graph folds BN, so the tolerance is the fp16-weight one: max abs <= 
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from agrideploy.export import to_onnx
+from agrideploy.export.trt_compat import check_trt
 
 CHECKPOINTS = [
     ("yolov5n_nc3_upstream.pt", "yolov5n_nc3_output_320.npy"),
@@ -40,6 +42,7 @@ def test_fixture_export_reproduces_upstream_output(fixtures_dir, tmp_path, check
     out = _session(result.path).run(["output0"], {"images": x})[0]
     assert out.shape == ref.shape
     assert np.abs(out - ref).max() <= 1e-3 * np.abs(ref).max()
+    assert all(r.ok for r in check_trt(onnx.load(str(result.path))))
 
 
 @pytest.fixture(scope="module")
