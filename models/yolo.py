@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from agrideploy.models import blocks, efficientnetv2, fork_blocks
@@ -109,6 +110,8 @@ CHANNEL_MODULES = {
 # modules that take the (depth-scaled) repeat count as their third argument
 REPEAT_MODULES = {blocks.BottleneckCSP, blocks.C3, efficientnetv2.FusedMBStage, efficientnetv2.MBStage}
 _CONSTANTS = {"None": None, "True": True, "False": False}
+# the yaml `activation:` key (upstream evaluates it; we parse these forms only), applied to Conv/DWConv
+ACTIVATIONS = {"nn.SiLU": nn.SiLU, "nn.ReLU": nn.ReLU, "nn.LeakyReLU": nn.LeakyReLU, "nn.Hardswish": nn.Hardswish, "nn.Identity": nn.Identity}
 
 
 def make_divisible(x: float, divisor: int) -> int:
@@ -158,10 +161,18 @@ def _module(name: Any, where: str) -> type:
     return REGISTRY[name]
 
 
+def parse_activation(text: str) -> Callable[[], nn.Module]:
+    """'nn.LeakyReLU(0.1)' -> a factory of that module; refuses anything but the few forms in ACTIVATIONS."""
+    found = re.fullmatch(r"\s*(nn\.\w+)\(\s*([-+0-9.eE]*)\s*\)\s*", str(text))
+    if not found or found.group(1) not in ACTIVATIONS or (found.group(2) and found.group(1) != "nn.LeakyReLU"):
+        raise AgrideployError(f"model yaml: activation {text!r} is not supported ({', '.join(f'{a}()' for a in ACTIVATIONS)})")
+    cls, arg = ACTIVATIONS[found.group(1)], found.group(2)
+    return (lambda: cls(float(arg))) if arg else cls
+
+
 def parse_model(d: Dict[str, Any], ch: int) -> Tuple[nn.Sequential, List[int]]:
     """Build the layers of a YOLOv5 yaml dict: (nn.Sequential of layers tagged .i/.f/.type/.np, saved indices)."""
-    if d.get("activation") not in (None, "nn.SiLU()"):
-        raise AgrideployError(f"model yaml: activation {d['activation']!r} is not supported (SiLU only)")
+    act = parse_activation(d["activation"]) if d.get("activation") else None
     nc, gd, gw = d["nc"], d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0)
     anchors = d["anchors"]
     na = (len(anchors[0]) // 2) if isinstance(anchors, list) else int(anchors)
@@ -183,6 +194,10 @@ def parse_model(d: Dict[str, Any], ch: int) -> Tuple[nn.Sequential, List[int]]:
             m_, c2 = _build_layer(m, args, n, f, chans, gw, no, ch_mul)
         except (TypeError, ValueError, IndexError) as exc:
             raise AgrideployError(f"{where} ({name}): bad arguments {args!r} ({exc})") from None
+        if act is not None:
+            for sub in m_.modules():
+                if type(sub) in (blocks.Conv, blocks.DWConv):
+                    sub.act = act()
         m_.i, m_.f, m_.type = i, f, name
         m_.np = sum(p.numel() for p in m_.parameters())
         save.extend(x % i for x in sources if x != -1)

@@ -9,7 +9,7 @@ Detect layer (AutoAnchor rewrites anchors; forks may detect at 16/32/64).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from agrideploy.models.safe_pickle import ModuleStub, children, class_path, safe_load, stub_state_dict
 
@@ -17,6 +17,7 @@ from agrideploy.errors import AgrideployError
 from agrideploy.lazy import require
 
 MODEL_CLASSES = ("models.yolo.DetectionModel", "models.yolo.Model")
+CONV_CLASSES = ("models.common.Conv", "models.common.DWConv")
 # per-shape caches of older releases, rebuilt from the input at run time, never weights
 DERIVED_KEYS = (".anchor_grid", ".grid")
 
@@ -36,13 +37,14 @@ def _pick_model(obj: Any) -> Tuple[Optional[ModuleStub], str]:
     return None, ""
 
 
-def read_yolov5_checkpoint(path: Union[str, Path]) -> Tuple[Any, Dict[str, Any]]:
+def read_yolov5_checkpoint(path: Union[str, Path], obj: Any = None) -> Tuple[Any, Dict[str, Any]]:
     """(DetectionModel in float32 eval mode, info) from a YOLOv5 training checkpoint.
 
+    `obj` is the already unpickled checkpoint (from safe_load), if the caller has it.
     info: source ('ema' or 'model'), arch, yaml_file, nc, names (list), stride, anchors (pixels),
     match {missing, unexpected, mismatched, total}.
     """
-    obj = safe_load(path)
+    obj = safe_load(path) if obj is None else obj
     stub, source = _pick_model(obj)
     if stub is None:
         raise AgrideployError(f"{path}: not a YOLOv5 training checkpoint (no 'ema' or 'model' with an embedded yaml)")
@@ -50,9 +52,13 @@ def read_yolov5_checkpoint(path: Union[str, Path]) -> Tuple[Any, Dict[str, Any]]
 
     weights = float_weights(stub)
     cfg = dict(stub.yaml)
+    act = conv_activation(stub, str(path))
+    if act is not None:
+        cfg["activation"] = act
     nc = int(getattr(stub, "nc", None) or cfg.get("nc"))
     model = DetectionModel(cfg, ch=int(cfg.get("ch", 3)), nc=nc)
     match = load_strict(model, weights, str(path))
+    check_activations(model, stub, str(path))
     head = model.model[-1]
     if isinstance(head, Detect):
         _take_geometry(model, head, _head_stub(stub), str(path))
@@ -71,6 +77,43 @@ def read_yolov5_checkpoint(path: Union[str, Path]) -> Tuple[Any, Dict[str, Any]]
         "match": match,
     }
     return model, info
+
+
+def _walk(stub: ModuleStub, prefix: str = "") -> Iterator[Tuple[str, ModuleStub]]:
+    yield prefix, stub
+    for name, child in children(stub).items():
+        if isinstance(child, ModuleStub):
+            yield from _walk(child, f"{prefix}.{name}" if prefix else name)
+
+
+def _activation_text(stub: ModuleStub) -> str:
+    name = class_path(stub).rsplit(".", 1)[-1]
+    slope = getattr(stub, "negative_slope", None)
+    return f"nn.{name}({slope})" if slope is not None else f"nn.{name}()"
+
+
+def conv_activation(stub: ModuleStub, where: str) -> Optional[str]:
+    """The activation the checkpoint's Conv layers use, as a yaml `activation:` string; None for SiLU.
+
+    Releases before v4.0 used LeakyReLU or Hardswish: rebuilding those with SiLU would silently change the outputs.
+    """
+    found = {_activation_text(children(s)["act"]) for _, s in _walk(stub)
+             if class_path(s) in CONV_CLASSES and isinstance(children(s).get("act"), ModuleStub)}
+    if len(found) > 1:
+        raise AgrideployError(f"{where}: Conv layers mix activations ({', '.join(sorted(found))}); agrideploy cannot rebuild that")
+    act = found.pop() if found else None
+    return None if act in (None, "nn.SiLU()") else act
+
+
+def check_activations(model: Any, stub: ModuleStub, where: str) -> None:
+    """Refuse, naming the layer, if any activation we rebuilt differs from the checkpoint's own module."""
+    stubs = dict(_walk(stub))
+    for name, module in model.named_modules():
+        theirs = stubs.get(name)
+        if theirs is None or not class_path(theirs).startswith("torch.nn.modules.activation."):
+            continue
+        if type(module).__name__ != class_path(theirs).rsplit(".", 1)[-1]:
+            raise AgrideployError(f"{where}: layer {name} is {class_path(theirs)} in the checkpoint but {type(module).__name__} here")
 
 
 def float_weights(stub: ModuleStub) -> Dict[str, Any]:

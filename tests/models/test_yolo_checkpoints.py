@@ -7,7 +7,7 @@ import pytest
 import torch
 from agrideploy.models.checkpoints.yolov5 import float_weights, load_strict, looks_like_yolov5, read_yolov5_checkpoint
 from agrideploy.models.flops import count_params
-from agrideploy.models.safe_pickle import safe_load
+from agrideploy.models.safe_pickle import ModuleStub, children, class_path, safe_load, stub_class
 from agrideploy.models.yolo import DetectionModel
 
 from agrideploy.errors import AgrideployError
@@ -94,3 +94,52 @@ def test_weights_that_do_not_fit_are_refused_in_one_line(fixtures_dir):
     message = str(err.value)
     assert "\n" not in message
     assert "1 missing (first: model.0.conv.weight)" in message and "1 mismatched (first: model.24.m.0.bias)" in message
+
+
+def _swap_conv_acts(stub, make):
+    """Give every upstream Conv in an unpickled model another activation stand-in (as a v3/v4 release had)."""
+    for child in children(stub).values():
+        if isinstance(child, ModuleStub):
+            if class_path(child) == "models.common.Conv":
+                children(child)["act"] = make()
+            _swap_conv_acts(child, make)
+
+
+def _leaky():
+    act = stub_class("torch.nn.modules.activation.LeakyReLU")()
+    act.__setstate__({"negative_slope": 0.1, "inplace": True, "_modules": {}})
+    return act
+
+
+def test_older_conv_activations_are_rebuilt_not_replaced_by_silu(fixtures_dir, image):
+    path = fixtures_dir / "yolov5n_nc3_upstream_stripped.pt"
+    obj = safe_load(path)
+    _swap_conv_acts(obj["model"], _leaky)
+    model, _ = read_yolov5_checkpoint(path, obj)
+    assert model.yaml["activation"] == "nn.LeakyReLU(0.1)"
+    acts = {type(m.act) for m in model.modules() if type(m).__name__ == "Conv"}
+    assert acts == {torch.nn.LeakyReLU}
+    silu, _ = read_yolov5_checkpoint(path)
+    for ours in silu.modules():
+        if type(ours).__name__ == "Conv":
+            ours.act = torch.nn.LeakyReLU(0.1)
+    with torch.no_grad():
+        assert torch.equal(model(image), silu(image))
+    rebuilt = DetectionModel(model.yaml, nc=3)  # the yaml alone now carries the activation
+    assert {type(m.act) for m in rebuilt.modules() if type(m).__name__ == "Conv"} == {torch.nn.LeakyReLU}
+
+
+def test_mixed_or_unknown_activations_are_refused(fixtures_dir):
+    path = fixtures_dir / "yolov5n_nc3_upstream_stripped.pt"
+    obj = safe_load(path)
+    children(children(children(obj["model"])["model"])["0"])["act"] = _leaky()
+    with pytest.raises(AgrideployError, match="mix activations"):
+        read_yolov5_checkpoint(path, obj)
+    fork = fixtures_dir / "effv2_yolov5_fork_upstream_stripped.pt"
+    obj = safe_load(fork)
+    se = children(children(children(obj["model"])["model"])["6"])["se"]
+    children(se)["act1"] = stub_class("torch.nn.modules.activation.GELU")()
+    with pytest.raises(AgrideployError, match="layer model.6.se.act1 is torch.nn.modules.activation.GELU"):
+        read_yolov5_checkpoint(fork, obj)
+    with pytest.raises(AgrideployError, match="activation 'nn.GELU\\(\\)' is not supported"):
+        DetectionModel(dict(obj["model"].yaml, activation="nn.GELU()"))
