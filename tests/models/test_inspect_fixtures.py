@@ -12,7 +12,6 @@ from agrideploy.models import load_model  # noqa: E402
 CASES = {
     # file: (lines that must appear in `inspect`)
     "yolov5n_nc3_upstream.pt": ["yolov5", "3: weed, crop, pest", "1,767,976", "320x320", "4.2 at 640x640", "8, 16, 32", "all 349 keys matched", "'ema'"],
-    "yolov5n_nc3_upstream_stripped.pt": ["yolov5", "3: weed, crop, pest", "1,767,976", "320x320", "all 349 keys matched", "'model'"],
     "yolov5s_coco_upstream.pt": ["yolov5", "80: person, bicycle, car", "7,235,389", "640x640", "8, 16, 32", "16.6 at 640x640"],
     "effv2_yolov5_fork_upstream_stripped.pt": ["yolov5", "3: weed, crop, pest", "1,413,932", "16, 32, 64", "/16: 5,6 9,4 7,9", "all 509 keys matched"],
 }
@@ -33,6 +32,9 @@ def test_front_door_output_matches_upstream(fixtures_dir):
     assert (r.task, r.channels, r.imgsz, r.strides, r.input_scale) == ("detect", 3, [320, 320], [8, 16, 32], pytest.approx(1 / 255))
     assert r.anchors[0] == pytest.approx([10, 13, 16, 30, 33, 23], abs=0.05)
     assert r.source_format == "yolov5" and r.pretrained and r.source_name == "yolov5n_nc3_upstream_stripped.pt"
+    assert loaded.match.ok and loaded.match.total == 349
+    assert "weights from 'model'" in loaded.notes[0]  # stripped: the former ema is saved as 'model'
+    assert r.names == ["weed", "crop", "pest"]
     x = torch.from_numpy(np.load(fixtures_dir / "input_320.npy"))
     ref = np.load(fixtures_dir / "yolov5n_nc3_output_320.npy")
     with torch.no_grad():
