@@ -207,6 +207,3 @@ class TrtApi:
         if self.version[:2] >= DEVICE_MEMORY_V2_FROM:
             return int(engine.device_memory_size_v2)
         return int(engine.device_memory_size)
-
-    def profile_shapes(self, engine, name: str, profile: int = 0):
-        return tuple(tuple(int(d) for d in s) for s in engine.get_tensor_profile_shape(name, profile))
