@@ -1,6 +1,6 @@
 """`agrideploy demo`: the whole pipeline on the embedded default, with nothing asked of the user.
 
-Builds EfficientNetV2-YOLOv5, YOLOv5s and YOLOv5n detectors and a 4-band DeepLabV3+ Xception
+Builds EfficientNetV2-B0-YOLOv5, YOLOv5s and YOLOv5n detectors and a 4-band DeepLabV3+ Xception
 segmenter with random weights, exports each to ONNX, makes FP16 and INT8 ONNX (and TensorRT
 engines where a GPU and TensorRT are there), benchmarks every artefact on this machine and writes
 the report. A stage this install lacks (no torch on a Jetson, a missing optional package) is
@@ -17,7 +17,7 @@ from typing import Any, Callable, List, Sequence
 
 from agrideploy.errors import AgrideployError, MissingDependency
 
-DETECTORS = ("effv2s-yolov5", "yolov5s", "yolov5n")
+DETECTORS = ("effv2b0-yolov5", "yolov5s", "yolov5n")  # B0: the EfficientNetV2 of YOLOv5s size (6.4 M parameters vs 7.0 M)
 SEGMENTERS = ("deeplabv3plus-xception",)
 MARKER = ".agrideploy-demo"  # a folder holding it is the demo's own: a rerun may overwrite it
 DEMO_CLASSES = ["crop", "weed", "pest"]

@@ -114,7 +114,7 @@ def model_comparison(rows: Sequence[Dict[str, Any]]) -> Optional[Plot]:
             ax.annotate(name, (x, p["host_median_ms"]), textcoords="offset points", xytext=(5, 3), fontsize=7,
                         fontweight="bold" if eff else "normal")
         ax.set_xlabel(labels[key])
-        ax.margins(x=0.18, y=0.08)
+        ax.margins(x=0.25, y=0.08)
         ax.grid(True, alpha=0.3)
     _log_if_wide(axes[0], [p["host_median_ms"] for p in points])
     axes[0].set_ylabel("host latency, median ms (batch 1)")
@@ -299,7 +299,7 @@ def _legend(ax, colours: Dict[str, Any], shown: Sequence[str], notes: Sequence[s
     handles = [Line2D([], [], marker="o", linestyle="", color=colours[d], label=_short(d, 60))
                for d in OrderedDict.fromkeys(shown)]
     handles += [Line2D([], [], linestyle="", label=note) for note in notes]
-    ax.legend(handles=handles, fontsize=7, bbox_to_anchor=(1.02, 1.0), loc="upper left", frameon=False)
+    ax.legend(handles=handles, fontsize=7, bbox_to_anchor=(1.05, 1.0), loc="upper left", frameon=False)
 
 
 PLOTS: Tuple[Callable[[Sequence[Dict[str, Any]]], Optional[Plot]], ...] = (
