@@ -47,8 +47,8 @@ def nano():
 
 
 def test_gflops_scale_with_area_and_need_no_mode_change(nano):
-    assert gflops(nano, [640, 640]) == pytest.approx(25 * gflops(nano, 128), rel=1e-9)
-    assert gflops(nano, [128, 256]) == pytest.approx(2 * gflops(nano, 128), rel=1e-9)
+    assert gflops(nano, [320, 320]) == pytest.approx(25 * gflops(nano, 64), rel=1e-9)
+    assert gflops(nano, [64, 128]) == pytest.approx(2 * gflops(nano, 64), rel=1e-9)
     assert not nano.training
 
 
