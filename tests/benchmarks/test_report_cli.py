@@ -8,9 +8,9 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import DATA
+from conftest import run_cli
+from report_data import RESULTS
 
-RESULTS = sorted((DATA / "results").glob("*.json"))
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
@@ -26,8 +26,6 @@ PROBE = (
 
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory):
-    from conftest import run_cli
-
     out = tmp_path_factory.mktemp("report")
     done = run_cli("report", *RESULTS, "-o", out / "r")
     assert done.returncode == 0, done.stderr

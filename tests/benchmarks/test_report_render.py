@@ -5,24 +5,22 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import json
 import re
 
 import pytest
 from agrideploy.benchmarks.report import plots as P
 from agrideploy.benchmarks.report import render as R
 from agrideploy.benchmarks.report import tables as T
-from conftest import DATA
+from report_data import load_docs
 
 from agrideploy.errors import AgrideployError
 
-RESULTS = sorted((DATA / "results").glob("*.json"))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def docs():
-    return [json.loads(p.read_text()) for p in RESULTS]
+    return load_docs()
 
 
 @pytest.fixture(scope="module")

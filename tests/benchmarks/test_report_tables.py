@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import copy
-import json
 
 import pytest
 from agrideploy.benchmarks.report import tables as T
-from conftest import DATA
-
-RESULTS = sorted((DATA / "results").glob("*.json"))
+from report_data import RESULTS, load_docs
 
 
 @pytest.fixture(scope="module")
 def docs():
-    return [json.loads(p.read_text()) for p in RESULTS]
+    return load_docs()
 
 
 @pytest.fixture(scope="module")
