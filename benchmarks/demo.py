@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, List, Sequence
 
 from agrideploy.errors import AgrideployError, MissingDependency
+from agrideploy.fileio import write_text_atomic
 
 DETECTORS = ("effv2b0-yolov5", "yolov5s", "yolov5n")  # B0: the EfficientNetV2 of YOLOv5s size (6.4 M parameters vs 7.0 M)
 SEGMENTERS = ("deeplabv3plus-xception",)
@@ -94,7 +95,7 @@ class _Steps:
         start = time.perf_counter()
         try:
             value = fn(*args, **kwargs)
-        except ImportError as exc:  # includes MissingDependency's cause: a stage or package this install lacks
+        except ImportError as exc:  # a stage or package this install lacks
             self.outcome.skipped.append(f"{what}: not available in this install ({_reason(exc)})")
             _say(f"{what}: skipped, not available in this install ({_reason(exc)})")
             return None
@@ -221,4 +222,5 @@ def run_demo(settings: DemoSettings) -> DemoOutcome:
     else:
         outcome.skipped.append("report: nothing was measured to report on")
     outcome.wall_s = time.perf_counter() - start
+    write_text_atomic(out / "summary.txt", outcome.summary() + "\n")
     return outcome

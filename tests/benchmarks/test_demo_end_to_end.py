@@ -27,5 +27,6 @@ def test_demo_runs_the_whole_pipeline_and_leaves_a_report(tmp_path, cli):
     assert len((out / "report" / "results.csv").read_text().splitlines()) == len(runs) + 1
     assert "random weights" in (out / "report" / "report.md").read_text()
     assert "wall time" in done.stdout and "FAILED" not in done.stdout
+    assert (out / "summary.txt").read_text().strip() == done.stdout.strip()
     if probe_gpu() is None:
         assert "no NVIDIA GPU here" in done.stdout

@@ -81,7 +81,8 @@ def test_unknown_model_fails_its_step_and_nothing_is_pretended(tmp_path):
     assert len(outcome.failed) == 1 and "no-such-arch" in outcome.failed[0]
     assert outcome.results == [] and outcome.report == []
     assert any(s.startswith("report: nothing was measured") for s in outcome.skipped)
-    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [D.MARKER]
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [D.MARKER, "summary.txt"]
+    assert "FAILED:  build no-such-arch" in (tmp_path / "d" / "summary.txt").read_text()
 
 
 def test_demo_cli_refuses_a_foreign_folder_in_one_line(tmp_path, cli):
