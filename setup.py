@@ -18,12 +18,30 @@ def subpackages(folder):
     )
 
 
-packages, package_dir = [], {}
+DATA_SUFFIXES = {".yaml", ".cu", ".cuh", ".json", ".html", ".css"}
+
+
+def data_files(pkg_dir):
+    """Data files of one package: in its folder and in sub-folders that are not packages themselves."""
+    base, found = ROOT / pkg_dir, []
+    for p in base.rglob("*"):
+        if p.suffix not in DATA_SUFFIXES or "__pycache__" in p.parts:
+            continue
+        owner = p.parent
+        while owner != base and not (owner / "__init__.py").exists():
+            owner = owner.parent
+        if owner == base:
+            found.append(str(p.relative_to(base)))
+    return sorted(found)
+
+
+packages, package_dir, package_data = [], {}, {}
 for folder, name in [("agrideploy", "agrideploy")] + [(s, "agrideploy." + s) for s in STAGES]:
     for rel in subpackages(folder):
         pkg = name + ("." + rel if rel else "")
         packages.append(pkg)
         package_dir[pkg] = str(Path(folder, *rel.split(".")) if rel else Path(folder))
+        package_data[pkg] = data_files(package_dir[pkg])
 
 setup(
     name="agrideploy",
@@ -34,12 +52,13 @@ setup(
     python_requires=">=3.8",
     packages=packages,
     package_dir=package_dir,
-    package_data={"": ["*.yaml", "*.cu", "*.cuh", "*.json", "*.html", "*.css"]},
-    include_package_data=True,
+    package_data=package_data,
     install_requires=["numpy>=1.21", "pyyaml>=5.4", "tqdm>=4.60", "pillow>=8"],
     extras_require={
         "export": ["torch>=1.13", "onnx>=1.14", "onnxruntime>=1.15", "onnxslim>=0.1.30", "safetensors>=0.3"],
-        "trt": ["tensorrt>=8.5", "pycuda>=2022.1"],
+        # TensorRT itself comes with JetPack, or from NVIDIA's package index on a desktop (see README)
+        "trt": ["pycuda>=2022.1"],
+        "trt-cuda-python": ["cuda-python"],
         "report": ["matplotlib>=3.5"],
         "geo": ["rasterio>=1.3"],
         "dev": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.5", "vermin>=1.5", "rasterio>=1.3", "matplotlib>=3.5"],

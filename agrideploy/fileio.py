@@ -45,6 +45,9 @@ def atomic_output(path: str | os.PathLike, force: bool = True) -> Iterator[Path]
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; engines must be readable by Triton/DeepStream users
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -30,7 +30,7 @@ def run(args) -> int:
         from agrideploy.models import list_archs
 
         for name, summary in list_archs():
-            print(f"{name:28s} {summary}")
+            print(f"{name:38s} {summary}")
         return 0
     path = args.model
     if path and Path(path).suffix.lower() == ".onnx":
