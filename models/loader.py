@@ -142,7 +142,7 @@ def _read_yolov5(path: Path, obj: Any, opts: LoadOptions) -> LoadedModel:
         raise AgrideployError(f"{path} is a YOLOv5 training checkpoint; --factory applies to plain state dicts")
     if opts.output_stride is not None:
         raise AgrideployError("--output-stride applies to DeepLabV3+ segmenters only")
-    module, info = read_yolov5_checkpoint(path)
+    module, info = read_yolov5_checkpoint(path, obj)
     module = module.float().eval()
     weights = module.state_dict()
     channels = zoo.check_channels(opts.channels, state_dict.input_channels(weights))
