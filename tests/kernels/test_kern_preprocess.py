@@ -82,3 +82,10 @@ def test_prepare_stretches_without_letterbox():
     chw, info = prepare(np.full((10, 20, 3), 255, np.uint8), _record(letterbox=False))
     assert chw.shape == (3, 64, 64) and info.ratio == (6.4, 3.2)
     np.testing.assert_allclose(chw, 1.0)
+
+
+def test_uint8_lookup_table_equals_the_formula_bit_for_bit():
+    rec = _record(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    img = np.random.default_rng(3).integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    for dtype in (np.float32, np.float16):
+        np.testing.assert_array_equal(normalize(img, rec, dtype), normalize(img.astype(np.uint16), rec, dtype))
