@@ -240,6 +240,8 @@ def write_report(docs: Sequence[Dict[str, Any]], out_dir: str, force: bool = Fal
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise AgrideployError(f"{out} exists and is not a folder")
+    for name in FIXED_FILES:  # fail before the figures are drawn
+        check_output_path(out / name, force=force)
     files = build_report(docs)
     paths = [check_output_path(out / name, force=force) for name in files]
     for path in paths:
