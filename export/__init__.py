@@ -6,7 +6,7 @@ package stays light (no torch, no onnx).
 
 from __future__ import annotations
 
-__all__ = ["to_onnx", "ExportResult"]
+__all__ = ["to_onnx", "ExportResult", "VerificationError"]
 
 
 def __getattr__(name: str):

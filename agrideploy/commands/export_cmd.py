@@ -7,6 +7,7 @@ import sys
 from agrideploy.commands.common import add_model_source, load_model_from_args
 from agrideploy.errors import AgrideployError
 from agrideploy.export.opsets import TRT_TARGETS
+from agrideploy.lazy import require
 
 # argparse destinations passed to to_onnx under the same names
 FLAGS = ("batch", "dynamic", "dynamic_hw", "opset", "target_trt", "simplify", "nms", "conf_thres", "iou_thres", "max_det",
@@ -58,6 +59,9 @@ def run(args) -> int:
         raise AgrideployError("--verify-image needs verification; drop --no-verify")
     if args.output:  # refuse a bad output before the (slow) model load
         check_output_path(args.output, force=args.force)
+    for module in ("onnx", "onnxslim" if args.simplify else None, "onnxruntime" if args.verify else None):
+        if module:
+            require(module)  # a missing extra is named before the model is loaded
     loaded = load_model_from_args(args)
     if args.channels is not None and loaded.record.channels != args.channels:
         raise AgrideployError(f"--channels {args.channels} does not match the model, which takes {loaded.record.channels} bands")

@@ -28,7 +28,6 @@ def test_export_fixture_checkpoint(cli, fixtures_dir, tmp_path):
     [
         (["--arch", "yolov5n", "--imgsz", "100"], "is not a multiple of the model's"),
         (["--arch", "no-such-net"], "no-such-net"),
-        (["--arch", "yolov5n", "--opset", "18", "--target-trt", "8.6"], "newer than TensorRT 8.6 parses"),
     ],
 )
 def test_user_errors_are_one_line(cli, tmp_path, args, message):
@@ -44,15 +43,6 @@ def test_channels_mismatch_is_one_line(cli, fixtures_dir, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_unwritable_output_is_one_line(cli, tmp_path):
-    blocker = tmp_path / "not-a-folder"
-    blocker.write_text("a file where the output folder should be")
-    out = cli("export", "--arch", "yolov5n", "-o", blocker / "m.onnx")
-    assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert out.stderr.strip().splitlines()[-1].startswith("agrideploy export: error: cannot")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["not-a-folder"]
-
-
 def test_missing_extra_names_the_install(cli, tmp_path):
     fake = tmp_path / "fake" / "onnxslim"
     fake.mkdir(parents=True)
@@ -61,5 +51,5 @@ def test_missing_extra_names_the_install(cli, tmp_path):
     out = subprocess.run([sys.executable, "-m", "agrideploy", "export", "--arch", "yolov5n", "--imgsz", "64",
                           "-o", str(tmp_path / "m.onnx")], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 2
-    assert "onnxslim is not installed: pip install 'agrideploy[export]'" in out.stderr
+    assert out.stderr.strip() == "agrideploy export: error: onnxslim is not installed: pip install 'agrideploy[export]'"
     assert not (tmp_path / "m.onnx").exists()

@@ -45,3 +45,11 @@ def test_segmenter_exports_at_the_record_size_and_keeps_it(tmp_path):
     result = to_onnx(seg, tmp_path / "s.onnx", imgsz=[64, 96], verify=False, progress=False)
     assert result.record.imgsz == [64, 96] and seg.record.imgsz == [32, 32]
     assert result.outputs == [("logits", [1, 6, 64, 96], "float32")]
+
+
+def test_unwritable_output_is_one_line(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should be")
+    with pytest.raises(AgrideployError, match="^cannot ") as err:
+        to_onnx(tiny_detector(), blocker / "m.onnx", verify=False, progress=False)
+    assert "\n" not in str(err.value) and sorted(p.name for p in tmp_path.iterdir()) == ["not-a-folder"]

@@ -48,9 +48,10 @@ def test_fixture_export_reproduces_upstream_output(fixtures_dir, tmp_path, check
 @pytest.fixture(scope="module")
 def dynamic_640(fixtures_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("d640")
+    # verification at 640 once (YOLOv5s); the fork's numbers are checked against upstream at 320 above
     return {
-        name: to_onnx(_load(fixtures_dir / ckpt), folder / f"{name}.onnx", imgsz=[640], dynamic=True, progress=False)
-        for name, ckpt in [("yolov5s", "yolov5s_coco_upstream.pt"), ("effv2", "effv2_yolov5_fork_upstream_stripped.pt")]
+        name: to_onnx(_load(fixtures_dir / ckpt), folder / f"{name}.onnx", imgsz=[640], dynamic=True, verify=verify, progress=False)
+        for name, ckpt, verify in [("yolov5s", "yolov5s_coco_upstream.pt", True), ("effv2", "effv2_yolov5_fork_upstream_stripped.pt", False)]
     }
 
 
@@ -58,7 +59,8 @@ def dynamic_640(fixtures_dir, tmp_path_factory):
 @pytest.mark.parametrize("name, rows, columns", [("yolov5s", 25200, 85), ("effv2", 3 * (40 * 40 + 20 * 20 + 10 * 10), 8)])
 def test_640_dynamic_runs_at_batch_1_and_4(dynamic_640, name, rows, columns):
     result = dynamic_640[name]
-    assert result.inputs[0][1] == ["batch", 3, 640, 640] and result.verification.passed
+    assert result.inputs[0][1] == ["batch", 3, 640, 640]
+    assert result.verification is None or result.verification.passed
     sess = _session(result.path)
     x = np.random.default_rng(0).random((4, 3, 640, 640), dtype=np.float32)
     four = sess.run(["output0"], {"images": x})[0]
