@@ -7,12 +7,13 @@ when the runs hold nothing for it to show (one device, one batch size, no accura
 
 from __future__ import annotations
 
+import inspect
 import io
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from agrideploy.benchmarks.report.tables import MIB, headline_run, model_stats
+from agrideploy.benchmarks.report.tables import MIB, UNSTABLE_COV, UNSTABLE_MARK, headline_run, model_stats
 
 from agrideploy.lazy import require
 
@@ -125,6 +126,38 @@ def model_comparison(rows: Sequence[Dict[str, Any]]) -> Optional[Plot]:
         "EfficientNetV2 backbones; lower and further left is better.",
         _png(fig),
     )
+
+
+def latency_distribution(rows: Sequence[Dict[str, Any]]) -> Optional[Plot]:
+    """Every host sample of each run at its smallest batch, relative to its median: the spread a median hides."""
+    groups: "OrderedDict[Tuple, List[Dict[str, Any]]]" = OrderedDict()
+    for r in rows:
+        if r["host_samples"] and r["host_median_ms"]:
+            groups.setdefault((r["device"], r["model"], r["imgsz"], r["backend"], r["precision"]), []).append(r)
+    runs = [min(g, key=lambda r: r["batch"] or 0) for g in groups.values()]
+    if not runs:
+        return None
+    colours = _colours([r["device"] for r in rows])
+    fig = _figure(9, 0.9 + 0.25 * len(runs))
+    ax = fig.subplots()
+    ax.axvspan(1 - UNSTABLE_COV, 1 + UNSTABLE_COV, color="#dfe9df", zorder=0)
+    # matplotlib 3.10 renamed vert=False to orientation="horizontal"; JetPack 5's Python 3.8 stops at 3.7
+    horizontal = {"orientation": "horizontal"} if "orientation" in inspect.signature(ax.boxplot).parameters else {"vert": False}
+    boxes = ax.boxplot([[v / r["host_median_ms"] for v in r["host_samples"]] for r in runs], widths=0.6, patch_artist=True,
+                       flierprops={"markersize": 3}, medianprops={"color": "black"}, **horizontal)
+    for box, r in zip(boxes["boxes"], runs):
+        box.set_facecolor(colours[r["device"]])
+    labels = [f"{UNSTABLE_MARK + ' ' if r['host_unstable'] else ''}{r['model']} {r['backend']} {r['precision']} "
+              f"b{r['batch']} ({r['host_median_ms']:.3g} ms)" for r in runs]
+    ax.set_yticks(range(1, len(runs) + 1), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("host latency of every timed sample / the run's median (band: ±2.5 %)")
+    ax.grid(True, axis="x", alpha=0.3)
+    _legend(ax, colours, [r["device"] for r in runs], [f"{UNSTABLE_MARK} CoV > 2.5 %: unstable"])
+    return Plot("latency", "Latency spread",
+                "Every timed sample of each run at its smallest batch, divided by the run's median (in brackets): box = "
+                "quartiles, whiskers = 1.5 IQR, dots = outliers. Wide boxes and far dots are runs not to trust to the "
+                "millisecond.", _png(fig))
 
 
 def throughput_vs_batch(rows: Sequence[Dict[str, Any]]) -> Optional[Plot]:
@@ -303,7 +336,8 @@ def _legend(ax, colours: Dict[str, Any], shown: Sequence[str], notes: Sequence[s
 
 
 PLOTS: Tuple[Callable[[Sequence[Dict[str, Any]]], Optional[Plot]], ...] = (
-    model_comparison, device_comparison, throughput_vs_batch, accuracy_vs_latency, stage_bars, memory_bars,
+    model_comparison, device_comparison, latency_distribution, throughput_vs_batch, accuracy_vs_latency, stage_bars,
+    memory_bars,
 )
 
 

@@ -32,7 +32,7 @@ from agrideploy.fileio import check_output_path, write_bytes_atomic
 TITLE = "agrideploy benchmark report"
 FIXED_FILES = ("report.md", "report.html", "results.csv")
 # which table a figure illustrates: it is shown right after it
-PLOT_SECTION = {"models": "models", "devices": "comparison", "throughput": "latency", "accuracy": "accuracy",
+PLOT_SECTION = {"models": "models", "devices": "comparison", "latency": "latency", "throughput": "latency", "accuracy": "accuracy",
                 "stages": "stages", "memory": "memory"}
 
 
@@ -202,7 +202,7 @@ def _sections(tables: Sequence[Table], plots: Sequence[Plot]) -> List[tuple]:
 def render_csv(rows: Sequence[Dict[str, Any]]) -> str:
     """One line per run with raw numbers (bytes, ms, 0-1 metrics), for spreadsheets and pandas."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_FIELDS})

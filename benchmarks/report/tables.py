@@ -82,7 +82,7 @@ def device_labels(docs: Sequence[Dict[str, Any]]) -> List[str]:
 
 
 def run_rows(docs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Every run of every document as one flat dict with the keys of CSV_FIELDS, sorted for reading."""
+    """Every run of every document as one flat dict (the keys of CSV_FIELDS, plus host_samples), sorted for reading."""
     rows = []
     for doc, label in zip(docs, device_labels(docs)):
         for run in doc.get("runs") or []:
@@ -157,7 +157,9 @@ def _flatten(doc: Dict[str, Any], label: str, run: Dict[str, Any]) -> Dict[str, 
     stages = lat.get("stages") or {}
     for stage in ("pre", "infer", "post"):
         row[f"{stage}_ms"] = (stages.get(stage) or {}).get("median")
-    return {key: row.get(key) for key in CSV_FIELDS}
+    flat = {key: row.get(key) for key in CSV_FIELDS}
+    flat["host_samples"] = list((lat.get("host") or {}).get("samples") or [])  # for the distribution figure, not the CSV
+    return flat
 
 
 def _put_stats(row: Dict[str, Any], prefix: str, stats: Optional[Dict[str, Any]]) -> None:

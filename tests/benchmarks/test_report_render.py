@@ -32,7 +32,7 @@ def test_report_has_its_pages_and_every_figure(files):
     assert {"report.md", "report.html", "results.csv"} <= set(files)
     pngs = [name for name in files if name.endswith(".png")]
     # three devices, batch sweeps, accuracy, stages and memory: every figure has something to show
-    assert sorted(pngs) == sorted(f"{key}.png" for key in ("models", "devices", "throughput", "accuracy", "stages", "memory"))
+    assert sorted(pngs) == sorted(f"{key}.png" for key in ("models", "devices", "latency", "throughput", "accuracy", "stages", "memory"))
     assert all(files[name].startswith(PNG_MAGIC) and len(files[name]) > 5000 for name in pngs)
 
 

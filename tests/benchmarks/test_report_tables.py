@@ -30,7 +30,8 @@ def _col(table, name):
 def test_every_run_becomes_one_row_with_every_csv_field(docs, rows):
     assert len(RESULTS) == 3
     assert len(rows) == sum(len(d["runs"]) for d in docs)
-    assert all(list(r) == list(T.CSV_FIELDS) for r in rows)
+    assert all(list(r) == list(T.CSV_FIELDS) + ["host_samples"] for r in rows)
+    assert sum(len(r["host_samples"]) for r in rows) == sum(r["latency_ms"]["host"]["count"] for d in docs for r in d["runs"])
     assert len({r["device"] for r in rows}) == 3
 
 
