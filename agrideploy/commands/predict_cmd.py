@@ -44,7 +44,7 @@ def run(args) -> int:
     sources = predict.list_sources(args.source)
     model = args.model
     if artefact_kind(model) == "checkpoint":
-        model = load_model_from_args(args)
+        model = load_model_from_args(args, source=model)
     runner = open_runner(model, args.backend, device=args.device)
     with runner:
         task = runner.record.task

@@ -140,3 +140,15 @@ def test_arch_without_checkpoint_runs_pytorch_with_random_weights(tmp_path, cli)
     doc = json.loads((out / "predictions.json").read_text())
     assert doc["backend"]["backend"] == "pytorch" and doc["model"]["names"] == ["weed", "crop", "pest"]
     assert len((out / "field.txt").read_text().splitlines()) == len(doc["images"][0]["detections"])
+
+
+def test_checkpoint_runs_on_pytorch(fixtures_dir, tmp_path, cli):
+    src = tmp_path / "field.png"
+    Image.fromarray((np.load(fixtures_dir / "input_320.npy")[0].transpose(1, 2, 0) * 255).astype(np.uint8)).save(src)
+    out = tmp_path / "out"
+    res = cli("predict", fixtures_dir / "yolov5n_nc3_upstream_stripped.pt", src, "-o", out, "--conf", "0.01")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads((out / "predictions.json").read_text())
+    assert doc["backend"]["backend"] == "pytorch"
+    assert doc["model"]["names"] == ["weed", "crop", "pest"] and doc["model"]["source_name"].endswith("stripped.pt")
+    assert len(doc["images"][0]["detections"]) >= 10
