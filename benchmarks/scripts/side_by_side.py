@@ -8,7 +8,7 @@
 4. Pre- + post-processing share of the end-to-end latency of a detector at 640.
 5. Batched tiled segmentation vs a naive loop running one tile per call.
 Models have random weights (nothing is downloaded): speed is real, accuracy is not measured here.
-Every pair is measured one after the other in this process; on a shared machine, repeat the run.
+The two sides of each pair run alternately in one timed loop, so both see the same machine load.
 """
 
 from __future__ import annotations
@@ -55,6 +55,19 @@ def _median(step: Callable, seconds: float) -> latency.Loop:
     return latency.run_loop(step, method, "measuring")
 
 
+def _interleaved(a: Callable, b: Callable, a_scope: str, b_scope: str, seconds: float):
+    """Medians of two steps run alternately in one loop, so both see the same load on a shared machine."""
+    def both():
+        return {"a": a()[a_scope], "b": b()[b_scope]}
+
+    loop = _median(both, seconds)
+    return float(np.median(loop.samples["a"])), float(np.median(loop.samples["b"]))
+
+
+def _host_step(runner):
+    return latency.infer_step(runner, latency.random_feed(runner, 1, runner.record.imgsz))
+
+
 def _row(what: str, a_name: str, a_ms: float, b_name: str, b_ms: float, extra: str = "") -> str:
     return f"{what}\n    {a_name} {a_ms:.2f} ms | {b_name} {b_ms:.2f} ms | {a_name} / {b_name} = {a_ms / b_ms:.2f}{extra}"
 
@@ -81,20 +94,13 @@ def _ort(path: Path):
     return OrtRunner(path, providers=["cpu"]).activate()
 
 
-def _host_median(runner, seconds: float) -> float:
-    imgsz = runner.record.imgsz
-    loop = _median(latency.infer_step(runner, latency.random_feed(runner, 1, imgsz)), seconds)
-    return float(np.median(loop.samples["host"]))
-
-
 def ort_vs_torch(models: Models, arch: str, imgsz: int, channels: int = 3) -> str:
     from agrideploy.runtime.torch_runner import TorchRunner
 
     loaded = models.load(arch, imgsz, channels)
     ort = _ort(models.onnx(loaded))
     torch_runner = TorchRunner(loaded).activate()
-    t = _host_median(torch_runner, models.cfg.seconds)
-    o = _host_median(ort, models.cfg.seconds)
+    t, o = _interleaved(_host_step(torch_runner), _host_step(ort), "host", "host", models.cfg.seconds)
     return _row(f"1. ONNX Runtime FP32 vs PyTorch eager: {arch}, {imgsz}x{imgsz}, {channels} bands, batch 1 (host median)",
                 "PyTorch", t, "ORT", o)
 
@@ -102,8 +108,8 @@ def ort_vs_torch(models: Models, arch: str, imgsz: int, channels: int = 3) -> st
 def int8_vs_fp32(models: Models) -> str:
     cfg = models.cfg
     onnx = models.onnx(models.load(cfg.int8_arch, cfg.det_imgsz))
-    fp32 = _host_median(_ort(onnx), cfg.seconds)
-    int8 = _host_median(_ort(bench.onnx_variant(onnx, "int8", models.settings)), cfg.seconds)
+    int8_runner = _ort(bench.onnx_variant(onnx, "int8", models.settings))
+    int8, fp32 = _interleaved(_host_step(int8_runner), _host_step(_ort(onnx)), "host", "host", cfg.seconds)
     return _row(f"2. INT8 Q/DQ (Conv only, {cfg.calib_samples} random calibration inputs) vs FP32, ONNX Runtime CPU: "
                 f"{cfg.int8_arch} {cfg.det_imgsz}", "INT8", int8, "FP32", fp32)
 
@@ -116,7 +122,6 @@ def harness_overhead(models: Models) -> str:
     onnx = models.onnx(models.load(cfg.detectors[0], cfg.det_imgsz))
     runner = _ort(onnx)
     feed = latency.random_feed(runner, 1, runner.record.imgsz)
-    ours = float(np.median(_median(latency.infer_step(runner, feed), cfg.seconds).samples["host"]))
     session = onnxruntime.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
 
     def bare():
@@ -124,7 +129,7 @@ def harness_overhead(models: Models) -> str:
         session.run(None, feed)
         return {"host": (time.perf_counter() - t0) * 1e3}
 
-    raw = float(np.median(_median(bare, cfg.seconds).samples["host"]))
+    ours, raw = _interleaved(latency.infer_step(runner, feed), bare, "host", "host", cfg.seconds)
     return _row(f"3. Harness overhead: agrideploy median vs bare session.run loop, {cfg.detectors[0]} {cfg.det_imgsz}",
                 "agrideploy", ours, "session.run", raw, f" ({(ours - raw) / raw * 100:+.1f} %)")
 
@@ -158,8 +163,7 @@ def tiled_vs_naive(models: Models) -> str:
     runner = _ort(models.onnx(loaded))
     scene = np.random.default_rng(1).integers(0, 256, (cfg.seg_scene, cfg.seg_scene, cfg.seg_channels), dtype=np.uint8)
     pipeline = SegmentationPipeline(runner, batch=cfg.seg_batch)
-    batched = float(np.median(_median(latency.pipeline_step(lambda: pipeline.predict_array(scene), pipeline.timer),
-                                      cfg.seconds).samples["end_to_end"]))
+    batched_step = latency.pipeline_step(lambda: pipeline.predict_array(scene), pipeline.timer)
     grid = TileGrid(scene.shape[:2], (cfg.seg_tile, cfg.seg_tile), 0.5)
     name = runner.input_specs[0].name
     mask = np.zeros(scene.shape[:2], np.uint8)
@@ -173,7 +177,7 @@ def tiled_vs_naive(models: Models) -> str:
                 mask[y:y + cfg.seg_tile, x:x + cfg.seg_tile] = seg_argmax(logits)[0]
         return {"host": (time.perf_counter() - t0) * 1e3}
 
-    naive_ms = float(np.median(_median(naive, cfg.seconds).samples["host"]))
+    naive_ms, batched = _interleaved(naive, batched_step, "host", "end_to_end", cfg.seconds)
     return _row(f"5. Tiled segmentation of a {cfg.seg_scene}x{cfg.seg_scene} {cfg.seg_channels}-band scene, {cfg.segmenter}, "
                 f"{cfg.seg_tile}px tiles at 50 % overlap ({grid.count} tiles): naive one tile per call (no blending) vs "
                 f"batched pipeline ({cfg.seg_batch} tiles per call, mean blending)", "naive", naive_ms, "batched", batched)
