@@ -44,7 +44,7 @@ def load_model_from_args(args: argparse.Namespace, source: Optional[str] = None)
     from agrideploy.models import load_model
 
     return load_model(
-        source if source is not None else getattr(args, "checkpoint", None),
+        source if source is not None else getattr(args, "checkpoint", getattr(args, "model", None)),
         arch=args.arch,
         classes=args.classes,
         channels=args.channels,
