@@ -55,7 +55,7 @@ setup(
     package_data=package_data,
     install_requires=["numpy>=1.21", "pyyaml>=5.4", "tqdm>=4.60", "pillow>=8"],
     extras_require={
-        "export": ["torch>=1.13", "onnx>=1.14", "onnxruntime>=1.15", "onnxslim>=0.1.30", "safetensors>=0.3"],
+        "export": ["torch>=1.13", "onnx>=1.14", "onnxruntime>=1.15", "onnxslim>=0.1.30", "onnxscript>=0.1", "safetensors>=0.3"],
         # TensorRT itself comes with JetPack, or from NVIDIA's package index on a desktop (see README)
         "trt": ["pycuda>=2022.1"],
         "trt-cuda-python": ["cuda-python"],

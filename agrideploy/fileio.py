@@ -31,6 +31,8 @@ def check_output_path(path: str | os.PathLike, force: bool = False) -> Path:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise AgrideployError(f"cannot create folder {parent}: {exc.strerror}") from None
+    if not parent.is_dir():
+        raise AgrideployError(f"cannot write to {parent}: not a folder")
     if not os.access(parent, os.W_OK):
         raise AgrideployError(f"cannot write to {parent}: permission denied")
     return path

@@ -13,6 +13,7 @@ EXTRA_OF = {
     "onnx": "export",
     "onnxruntime": "export",
     "onnxslim": "export",
+    "onnxscript": "export",
     "tensorrt": "trt",
     "pycuda": "trt",
     "matplotlib": "report",

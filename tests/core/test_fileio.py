@@ -28,3 +28,9 @@ def test_existing_output_needs_force(tmp_path):
 def test_sha256(tmp_path):
     (tmp_path / "f").write_bytes(b"abc")
     assert sha256_file(tmp_path / "f") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_output_under_a_file_is_refused(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(AgrideployError, match="not a folder"):
+        check_output_path(tmp_path / "file" / "model.onnx")
