@@ -57,7 +57,7 @@ setup(
     extras_require={
         "export": ["torch>=1.13", "onnx>=1.14", "onnxruntime>=1.15", "onnxslim>=0.1.30", "onnxscript>=0.1", "safetensors>=0.3"],
         # TensorRT itself comes with JetPack, or from NVIDIA's package index on a desktop (see README)
-        "trt": ["pycuda>=2022.1"],
+        "trt": ["pycuda>=2022.1", "nvidia-ml-py>=11.450"],
         "trt-cuda-python": ["cuda-python"],
         "report": ["matplotlib>=3.5"],
         "geo": ["rasterio>=1.3"],

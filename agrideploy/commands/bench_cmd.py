@@ -30,9 +30,7 @@ def register(sub) -> None:
         "FP32. Checkpoints are exported and FP16/INT8 artefacts derived as needed, cached by content hash. "
         "Writes one results document (see docs/results-schema.md) for `agrideploy report`.",
     )
-    add_model_source(p, dest="models")
-    models = next(a for a in p._actions if a.dest == "models")
-    models.nargs, models.default = "*", []  # several models, or none with --arch
+    add_model_source(p, dest="models", many=True)
     p.add_argument("--backend", type=_csv(str), default=[], metavar="B[,B]",
                    help="pytorch, onnxruntime and/or tensorrt (default: onnxruntime; an engine: tensorrt)")
     p.add_argument("--precision", type=_csv(str), default=["fp32"], metavar="P[,P]",

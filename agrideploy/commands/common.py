@@ -19,12 +19,18 @@ def classes_arg(text: str) -> Union[int, List[str]]:
     return names
 
 
-def add_model_source(parser: argparse.ArgumentParser, dest: str = "checkpoint", required: bool = False) -> None:
-    parser.add_argument(
-        dest,
-        nargs=None if required else "?",
-        help="checkpoint (.pt/.pth/.safetensors/TorchScript); omit it and give --arch to build random weights",
-    )
+def add_model_source(
+    parser: argparse.ArgumentParser, dest: str = "checkpoint", required: bool = False, many: bool = False
+) -> None:
+    """The model positional (one, optional, or `many`) and the --arch group that replaces a checkpoint."""
+    if many:
+        parser.add_argument(dest, nargs="*", default=[], help="checkpoints, ONNX models or engines; omit them and give --arch")
+    else:
+        parser.add_argument(
+            dest,
+            nargs=None if required else "?",
+            help="checkpoint (.pt/.pth/.safetensors/TorchScript); omit it and give --arch to build random weights",
+        )
     group = parser.add_argument_group("model")
     group.add_argument("--arch", help="architecture name (see `agrideploy inspect --list-archs`) or a YOLOv5-style yaml")
     group.add_argument("--classes", type=classes_arg, help="number of classes, or comma-separated class names")
