@@ -39,20 +39,6 @@ class KeyMatch:
             mismatched=mismatched,
         )
 
-    @classmethod
-    def from_report(cls, report: Any, total: int = 0) -> "KeyMatch":
-        """Accept a reader's report as a KeyMatch or a dict of missing / unexpected / mismatched lists."""
-        if isinstance(report, cls):
-            return report
-        report = dict(report or {})
-        mismatched = [(str(m[0]), tuple(m[1]), tuple(m[2])) for m in report.get("mismatched", report.get("mis_shaped", []))]
-        return cls(
-            total=int(report.get("total", total)),
-            missing=list(report.get("missing", [])),
-            unexpected=list(report.get("unexpected", [])),
-            mismatched=mismatched,
-        )
-
     def summary(self) -> str:
         if self.ok:
             return f"all {self.total} keys matched"

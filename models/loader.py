@@ -157,7 +157,7 @@ def _read_yolov5(path: Path, obj: Any, opts: LoadOptions) -> LoadedModel:
         imgsz=opts.imgsz,
         default_imgsz=[size, size],
     )
-    match = KeyMatch.from_report(info.get("match"), total=len(weights))
+    match = info["match"]
     notes = [f"YOLOv5 training checkpoint: weights from '{info.get('source', 'ema')}', read without the yolov5 source"]
     return LoadedModel(module, record, "yolov5", match, notes=notes, builder=zoo.yolo_builder(module))
 
@@ -225,7 +225,7 @@ def _read_deeplab(sd: Dict[str, Any], channels: int, opts: LoadOptions) -> Loade
         imgsz=opts.imgsz,
         output_stride=output_stride,
     )
-    match = KeyMatch.from_report(info.get("match"), total=len(module.state_dict()))
+    match = info["match"]
     notes = [f"{info.get('family', arch)} state dict; output stride {output_stride} (not stored in the weights: --output-stride)"]
     builder = {"kind": "deeplab", "arch": arch, "output_stride": output_stride}
     return LoadedModel(module, record, "state-dict", match, notes=notes, builder=builder)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
+from agrideploy.models.loaded import load_weights
 from agrideploy.models.safe_pickle import ModuleStub, children, class_path, safe_load, stub_state_dict
 
 from agrideploy.errors import AgrideployError
@@ -57,7 +58,7 @@ def read_yolov5_checkpoint(path: Union[str, Path], obj: Any = None) -> Tuple[Any
         cfg["activation"] = act
     nc = int(getattr(stub, "nc", None) or cfg.get("nc"))
     model = DetectionModel(cfg, ch=int(cfg.get("ch", 3)), nc=nc)
-    match = load_strict(model, weights, str(path))
+    match = load_weights(model, weights, str(path))
     check_activations(model, stub, str(path))
     head = model.model[-1]
     if isinstance(head, Detect):
@@ -125,23 +126,6 @@ def float_weights(stub: ModuleStub) -> Dict[str, Any]:
             continue
         out[key] = value.detach().float() if value.is_floating_point() else value.detach()
     return out
-
-
-def load_strict(model: Any, weights: Dict[str, Any], where: str) -> Dict[str, Any]:
-    """Load every tensor or refuse in one line; the report lists missing, unexpected and mis-shaped keys."""
-    own = model.state_dict()
-    report = {
-        "total": len(own),
-        "missing": [k for k in own if k not in weights],
-        "unexpected": [k for k in weights if k not in own],
-        "mismatched": [(k, list(v.shape), list(own[k].shape)) for k, v in weights.items() if k in own and v.shape != own[k].shape],
-    }
-    problems = [f"{len(report[k])} {k} (first: {report[k][0] if k != 'mismatched' else report[k][0][0]})"
-                for k in ("missing", "unexpected", "mismatched") if report[k]]
-    if problems:
-        raise AgrideployError(f"{where}: weights do not fit the model rebuilt from its yaml: {'; '.join(problems)}")
-    model.load_state_dict(weights, strict=True)
-    return report
 
 
 def _head_stub(stub: ModuleStub) -> Optional[ModuleStub]:

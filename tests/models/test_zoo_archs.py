@@ -72,6 +72,3 @@ def test_key_match_lists_first_few_and_counts():
     with pytest.raises(AgrideployError, match="the weights do not fit the model: 1 missing"):
         match.require("ckpt.pt")
     assert KeyMatch.compare(expected, dict(expected)).summary() == "all 8 keys matched"
-    assert KeyMatch.from_report({"missing": ["a"], "mismatched": [("b", [1], [2])]}, total=4).summary() == (
-        "1 missing (a); 1 mis-shaped (b: file [1] vs model [2])"
-    )
