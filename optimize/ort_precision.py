@@ -347,5 +347,6 @@ def build_onnx_variants(
         key = calibration_key(calib, images[:samples], method, samples)
         cache = targets["int8"].parent / f".{targets['int8'].name}.{key}.calib.json"
         done.append(to_int8(onnx_path, targets["int8"], calib=calib, method=method, samples=samples, cache=cache, force=force))
-        print(f"INT8 Q/DQ ONNX ({method}, {samples} samples of {calib}; Conv only, decode FP32) -> {targets['int8']}", file=sys.stderr)
+        used = samples if calib == RANDOM else min(samples, len(images))
+        print(f"INT8 Q/DQ ONNX ({method}, {used} samples of {calib}; Conv only, decode FP32) -> {targets['int8']}", file=sys.stderr)
     return done
