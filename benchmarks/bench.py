@@ -33,7 +33,7 @@ RANDOM_NOTE = "random weights: accuracy is meaningless"
 SYNC_NOTE = {
     "onnxruntime": "host-synchronous session.run; outputs on the host",
     "pytorch": "eager forward under no_grad; cuda.synchronize on GPU; outputs on the host",
-    "tensorrt": "CUDA events around execute_async_v3 (device scope, no copies); host scope adds H2D, D2H and the stream synchronize",
+    "tensorrt": "CUDA events around execute_async_v3 (device scope, no copies); host scope adds H2D, D2H (unless method.transfers is false) and the stream wait (busy-wait when method.spin_wait)",
 }
 
 
@@ -63,6 +63,8 @@ class Settings:
     scene: Optional[List[int]] = None  # end-to-end input: detection frame (default imgsz), segmentation scene (4 tiles)
     end_to_end: bool = True
     cuda_graph: bool = False  # TensorRT: replay the captured execute_async_v3 as a CUDA graph
+    spin_wait: bool = True  # TensorRT: busy-wait for the stream (trtexec --useSpinWait)
+    transfers: bool = True  # TensorRT: False = copies only when shapes change (trtexec --noDataTransfers)
 
     def check(self) -> None:
         bad = [p for p in self.precisions if p not in PRECISIONS]
@@ -287,6 +289,13 @@ def _from_checkpoint(model: Optional[str], settings: Settings, load: Optional[Ca
 
 
 # -- measuring -----------------------------------------------------------------------------------
+def _trt_method(settings: Settings, backend: str) -> Dict[str, Any]:
+    """How the TensorRT loop synchronised and whether it copied data: recorded with every run."""
+    if backend != "tensorrt":
+        return {"cuda_graph": False}
+    return {"cuda_graph": settings.cuda_graph, "spin_wait": settings.spin_wait, "transfers": settings.transfers}
+
+
 def _open(job: Job, settings: Settings):
     if job.backend == "pytorch":
         from agrideploy.runtime.torch_runner import TorchRunner
@@ -295,7 +304,7 @@ def _open(job: Job, settings: Settings):
     if job.backend == "tensorrt" and Path(job.artefact).suffix.lower() != ".onnx":
         from agrideploy.runtime.trt_runner import TrtRunner
 
-        return TrtRunner(job.artefact, cuda_graph=settings.cuda_graph)
+        return TrtRunner(job.artefact, cuda_graph=settings.cuda_graph, spin_wait=settings.spin_wait, transfers=settings.transfers)
     from agrideploy.runtime.select import open_runner
 
     return open_runner(str(job.artefact), job.backend)
@@ -385,7 +394,7 @@ def measure(job: Job, batch: int, settings: Settings, device_kind: str) -> Dict[
         "batch": batch,
         "imgsz": imgsz,
         "method": dict(latency.method_block(settings.method, host, SYNC_NOTE[job.backend]),
-                       cuda_graph=bool(settings.cuda_graph and job.backend == "tensorrt")),
+                       **_trt_method(settings, job.backend)),
         "latency_ms": {
             "device": host.stats("device"),
             "host": host.stats("host"),

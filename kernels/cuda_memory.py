@@ -86,7 +86,7 @@ class PycudaLayer(CudaLayer):
 
     def stream(self):
         s = self.cuda.Stream()
-        return _Stream(s.handle, s.synchronize, raw=s)
+        return _Stream(s.handle, s.synchronize, raw=s, query=s.is_done)
 
     def copy_htod(self, dst, src, stream) -> None:
         self.cuda.memcpy_htod_async(dst.ptr, src, stream.raw)
@@ -128,7 +128,7 @@ class CudaPythonLayer(CudaLayer):
 
     def _check(self, result, what: str):
         err, *values = result if isinstance(result, tuple) else (result,)
-        if int(getattr(err, "value", err)) != 0:
+        if _code(err) != 0:
             raise AgrideployError(f"CUDA {what} failed: {getattr(err, 'name', err)}")
         return values[0] if len(values) == 1 else values
 
@@ -147,7 +147,8 @@ class CudaPythonLayer(CudaLayer):
     def stream(self):
         s = self._check(self.rt.cudaStreamCreate(), "cudaStreamCreate")
         handle = s.getPtr() if hasattr(s, "getPtr") else int(s)
-        return _Stream(int(handle), lambda: self._check(self.rt.cudaStreamSynchronize(s), "cudaStreamSynchronize"), raw=s)
+        return _Stream(int(handle), lambda: self._check(self.rt.cudaStreamSynchronize(s), "cudaStreamSynchronize"), raw=s,
+                       query=lambda: _code(self.rt.cudaStreamQuery(s)[0]) == 0)  # cudaErrorNotReady while busy
 
     def _copy(self, dst: int, src: int, nbytes: int, kind: str, stream) -> None:
         kinds = self.rt.cudaMemcpyKind
@@ -198,9 +199,22 @@ class CudaPythonLayer(CudaLayer):
         return Graph()
 
 
+def _code(err) -> int:
+    """A cuda-python error enum (or plain int) as its number; 0 is cudaSuccess."""
+    return int(getattr(err, "value", err))
+
+
 class _Stream:
-    def __init__(self, handle: int, synchronize: Callable[[], None], raw=None):
-        self.handle, self.synchronize, self.raw = int(handle), synchronize, raw
+    def __init__(self, handle: int, synchronize: Callable[[], None], raw=None, query: Optional[Callable[[], bool]] = None):
+        self.handle, self.synchronize, self.raw, self.query = int(handle), synchronize, raw, query
+
+    def spin(self) -> None:
+        """Busy-wait for the stream (trtexec's --useSpinWait): no thread wake-up latency in the timings."""
+        if self.query is None:
+            self.synchronize()
+            return
+        while not self.query():
+            pass
 
 
 LAYERS = {"pycuda": PycudaLayer, "cuda-python": CudaPythonLayer}

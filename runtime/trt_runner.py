@@ -44,12 +44,18 @@ class _Binding:
 
 
 class TrtRunner(Runner):
-    """`TrtRunner(engine_path, cuda_graph=False)`: a TensorRT plan built by `agrideploy build` (or any tool)."""
+    """`TrtRunner(engine_path, cuda_graph=False)`: a TensorRT plan built by `agrideploy build` (or any tool).
+
+    `spin_wait` busy-waits for the stream instead of sleeping in the driver (steadier latency, one
+    core busy). `transfers=False` is a benchmark mode like trtexec's --noDataTransfers: inputs are
+    copied to the device and outputs back only when the input shapes change, so later calls
+    return the first call's outputs.
+    """
 
     backend = "tensorrt"
 
     def __init__(self, engine_path: Union[str, os.PathLike], *, cuda_graph: bool = False, dla_core: Optional[int] = None,
-                 trt=None, gpu=None, cuda=None):
+                 spin_wait: bool = True, transfers: bool = True, trt=None, gpu=None, cuda=None):
         from agrideploy.optimize.engine_info import read_sidecar
 
         self.path = Path(engine_path)
@@ -59,6 +65,7 @@ class TrtRunner(Runner):
         record = (self.sidecar or {}).get("record")
         super().__init__(ModelRecord.from_dict(record) if record else None)
         self.use_cuda_graph = cuda_graph
+        self.spin_wait, self.transfers = spin_wait, transfers
         self.dla_core = dla_core if dla_core is not None else ((self.sidecar or {}).get("build") or {}).get("dla")
         self._trt, self._gpu, self._cuda = trt, gpu, cuda
         self._reset()
@@ -71,6 +78,7 @@ class TrtRunner(Runner):
         self._events = None
         self._graph = None
         self._graph_shapes = None
+        self._copied_shapes = None
         self._device_ms: Optional[float] = None
 
     # life cycle ------------------------------------------------------------------------------
@@ -146,15 +154,19 @@ class TrtRunner(Runner):
             shape = tuple(int(d) for d in ctx.get_tensor_shape(spec.name))
             outputs[spec.name] = self._bindings[spec.name].ensure(shape)
             ctx.set_tensor_address(spec.name, self._bindings[spec.name].device.ptr)
-        for device, host in staged:
-            cuda.copy_htod(device, host, stream)
+        copy = self.transfers or self._copied_shapes != tuple(shapes)
+        if copy:
+            for device, host in staged:
+                cuda.copy_htod(device, host, stream)
         start, end = self._events
         start.record(stream)
         self._enqueue(tuple(shapes))
         end.record(stream)
-        for spec in self.output_specs:
-            cuda.copy_dtoh(outputs[spec.name], self._bindings[spec.name].device, stream)
-        stream.synchronize()
+        if copy:
+            for spec in self.output_specs:
+                cuda.copy_dtoh(outputs[spec.name], self._bindings[spec.name].device, stream)
+            self._copied_shapes = tuple(shapes)
+        self._wait()
         self._device_ms = end.elapsed_ms(start)
         return {name: np.array(value) for name, value in outputs.items()}
 
@@ -175,6 +187,12 @@ class TrtRunner(Runner):
     # what the benchmarks read ----------------------------------------------------------------
     def synchronize(self) -> None:
         if self.stream is not None:
+            self._wait()
+
+    def _wait(self) -> None:
+        if self.spin_wait:
+            self.stream.spin()
+        else:
             self.stream.synchronize()
 
     def last_device_ms(self) -> Optional[float]:
@@ -196,5 +214,7 @@ class TrtRunner(Runner):
             "gpu": gpu.name if gpu else None,
             "compute_capability": gpu.compute_capability if gpu else None,
             "cuda_graph": self._graph is not None,
+            "spin_wait": self.spin_wait,
+            "transfers": self.transfers,
             "engine": str(self.path),
         }

@@ -44,6 +44,9 @@ def register(sub) -> None:
     length.add_argument("--duration-s", type=float, default=10.0, help="timed seconds per run (default 10)")
     length.add_argument("--iters", type=int, help="timed calls per run, instead of --duration-s")
     timing.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay inference as a CUDA graph (static shapes)")
+    timing.add_argument("--no-spin-wait", action="store_true", help="TensorRT: sleep in the driver instead of busy-waiting for the stream")
+    timing.add_argument("--no-transfers", action="store_true",
+                        help="TensorRT: copy inputs/outputs only when shapes change (host scope without H2D/D2H)")
     timing.add_argument("--no-end-to-end", action="store_true", help="skip the pre+infer+post pipeline loop")
     timing.add_argument("--scene", type=int, nargs="+", metavar="N",
                         help="end-to-end input (H [W]): detection frame (default: input size), segmentation scene (default: 4 tiles)")
@@ -78,6 +81,7 @@ def run(args) -> int:
         calib=args.calib, calib_samples=args.calib_samples, max_map_drop=args.max_map_drop,
         max_miou_drop=args.max_miou_drop, scene=parse_imgsz(args.scene, [0, 0]) if args.scene else None,
         end_to_end=not args.no_end_to_end, cuda_graph=args.cuda_graph,
+        spin_wait=not args.no_spin_wait, transfers=not args.no_transfers,
     )
     if args.cache_dir:
         settings.cache_dir = Path(args.cache_dir)

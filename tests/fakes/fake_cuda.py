@@ -17,9 +17,13 @@ class FakeStream:
     def __init__(self, handle: int):
         self.handle = handle
         self.syncs = 0
+        self.queries = 0
 
     def synchronize(self) -> None:
         self.syncs += 1
+
+    def spin(self) -> None:
+        self.queries += 1  # work is immediate here: the first query finds the stream done
 
 
 class FakeEvent:

@@ -22,6 +22,7 @@ from agrideploy.errors import AgrideployError, MissingDependency
 class Err(enum.Enum):
     cudaSuccess = 0
     cudaErrorMemoryAllocation = 2
+    cudaErrorNotReady = 600
 
 
 def _fake_runtime(fail_malloc=False):
@@ -50,6 +51,13 @@ def _fake_runtime(fail_malloc=False):
     rt.cudaMemcpyAsync = memcpy
     rt.cudaStreamCreate = lambda: (Err.cudaSuccess, 77)
     rt.cudaStreamSynchronize = lambda s: (Err.cudaSuccess,)
+    pending = [Err.cudaErrorNotReady, Err.cudaErrorNotReady]  # the stream finishes on the third query
+
+    def query(s):
+        calls.append("cudaStreamQuery")
+        return (pending.pop() if pending else Err.cudaSuccess,)
+
+    rt.cudaStreamQuery = query
     rt.cudaEventCreate = lambda: (Err.cudaSuccess, object())
     rt.cudaEventRecord = lambda e, s: (Err.cudaSuccess,)
     rt.cudaEventSynchronize = lambda e: (Err.cudaSuccess,)
@@ -98,6 +106,13 @@ def test_round_trip_through_device_memory(fake_cuda_python):
     layer.close()
     assert rt.calls.count("H2D") == 1 and rt.calls.count("D2H") == 1
     assert rt.buffers == {}  # device and pinned host memory both returned
+
+
+def test_spin_wait_polls_until_the_stream_is_done(fake_cuda_python):
+    rt = fake_cuda_python()
+    stream = cuda_memory.open_cuda("cuda-python").stream()
+    stream.spin()
+    assert rt.calls.count("cudaStreamQuery") == 3  # not ready, not ready, done
 
 
 def test_cuda_errors_become_one_line(fake_cuda_python):

@@ -237,6 +237,41 @@ def test_runner_replays_a_cuda_graph_for_static_shapes(tmp_path):
     assert "IExecutionContext.set_input_shape" not in trt.fake.names()  # static: no shape to set
 
 
+class CountingCuda(FakeCuda):
+    """The host-memory stand-in, counting copies in each direction."""
+
+    def __init__(self):
+        super().__init__()
+        self.htod = self.dtoh = 0
+
+    def copy_htod(self, dst, src, stream) -> None:
+        self.htod += 1
+        super().copy_htod(dst, src, stream)
+
+    def copy_dtoh(self, dst, src, stream) -> None:
+        self.dtoh += 1
+        super().copy_dtoh(dst, src, stream)
+
+
+@pytest.mark.parametrize("spin_wait, transfers", [(True, True), (True, False), (False, True)])
+def test_runner_spin_wait_and_transfers_modes(spin_wait, transfers, tmp_path):
+    """Spin-wait polls the stream instead of blocking; without transfers only a shape change copies."""
+    static = export_tiny(tmp_path / "static.onnx", "detect")
+    trt = make_fake_tensorrt("10.16", inputs=(("images", (1, 3, 64, 64)),), outputs=(("output0", (1, 252, 8)),))
+    result = _build(trt, static, tmp_path, fp16=True)
+    cuda = CountingCuda()
+    x = {"images": np.zeros((1, 3, 64, 64), np.float32)}
+    with TrtRunner(result.engine, spin_wait=spin_wait, transfers=transfers, trt=trt, gpu=RTX, cuda=cuda) as runner:
+        for _ in range(3):
+            runner.infer(x)
+        stream = runner.stream
+        assert (stream.queries, stream.syncs) == ((3, 0) if spin_wait else (0, 3))
+        assert runner.describe()["spin_wait"] is spin_wait and runner.describe()["transfers"] is transfers
+    copies = 3 if transfers else 1
+    assert (cuda.htod, cuda.dtoh) == (copies, copies)
+    assert len(trt.fake.args_of("IExecutionContext.execute_async_v3")) == 3
+
+
 def test_runner_refuses_other_tensorrt_or_gpu(onnx_model, tmp_path):
     trt = make_fake_tensorrt("10.3")
     result = _build(trt, onnx_model, tmp_path, fp16=True)
