@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from agrideploy.benchmarks import accuracy as A
 from agrideploy.runtime.runner import Runner, TensorSpec
+from brute_boxes import scalar_iou
 from PIL import Image
 
 from agrideploy.errors import AgrideployError
@@ -62,13 +63,6 @@ def test_misses_and_empty_images():
 def brute_map(dets_per_image, gts_per_image, nc, thresholds):
     """Independent reference: plain loops, the textbook definitions, no NumPy tricks."""
 
-    def iou(a, b):
-        iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-        ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-        inter = iw * ih
-        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-        return inter / union if union > 0 else 0.0
-
     aps = {}
     for c in range(nc):
         n_gt = sum(1 for gts in gts_per_image for g in gts if int(g[0]) == c)
@@ -87,7 +81,7 @@ def brute_map(dets_per_image, gts_per_image, nc, thresholds):
                 for j, g in enumerate(gts_per_image[i]):
                     if int(g[0]) != c or (i, j) in matched:
                         continue
-                    v = iou(d[:4], g[1:])
+                    v = scalar_iou(d[:4], g[1:])
                     if v >= t and v > best:
                         best, best_j = v, j
                 if best_j is not None:

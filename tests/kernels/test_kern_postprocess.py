@@ -12,18 +12,11 @@ from agrideploy.kernels.postprocess import (
     non_max_suppression,
     seg_argmax,
 )
+from brute_boxes import scalar_iou
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agrideploy.errors import AgrideployError
-
-
-def _iou(a, b):
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def brute_force_nms(cands, iou, max_det):
@@ -33,7 +26,7 @@ def brute_force_nms(cands, iou, max_det):
         rows = sorted((r for r in cands.tolist() if r[5] == cls), key=lambda r: -r[4])
         mine = []
         for r in rows:
-            if all(_iou(r, k) <= iou for k in mine):
+            if all(scalar_iou(r, k) <= iou for k in mine):
                 mine.append(r)
         kept.extend(mine)
     kept.sort(key=lambda r: -r[4])
