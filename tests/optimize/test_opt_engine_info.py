@@ -48,8 +48,9 @@ def test_inspect_cli_describes_engines(engine, cli):
 
 
 def test_same_release_and_gpu_is_accepted(engine, capsys):
-    check_compatible(engine, "10.3.0.26", ORIN)
-    check_compatible(engine, "10.3.0.30", ORIN)  # a rebuild of the same release (build number differs)
+    assert check_compatible(engine, "10.3.0.26", ORIN) is None
+    assert check_compatible(engine, "10.3.0.30", ORIN) is None  # a rebuild of the same release (build number differs)
+    assert capsys.readouterr().err == ""  # same GPU name: not even a note
 
 
 def test_other_release_or_architecture_is_refused(engine):
@@ -62,9 +63,11 @@ def test_other_release_or_architecture_is_refused(engine):
 
 def test_version_compatible_engines_may_cross_releases(engine):
     doc = json.loads((engine.parent / "m.fp16.engine.json").read_text())
+    with pytest.raises(AgrideployError, match="built with TensorRT 10.3"):
+        check_compatible(engine, "10.16.1.11", ORIN)
     doc["build"]["flags"].append("VERSION_COMPATIBLE")
     (engine.parent / "m.fp16.engine.json").write_text(json.dumps(doc))
-    check_compatible(engine, "10.16.1.11", ORIN)
+    assert check_compatible(engine, "10.16.1.11", ORIN) is None  # the same engine, now accepted
 
 
 def test_broken_sidecar_is_a_user_error(engine):
