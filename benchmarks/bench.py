@@ -1,8 +1,8 @@
 """`agrideploy bench`: from the models a user names to one validated results document.
 
 Two steps, kept apart. `plan` turns each MODEL into jobs - one artefact, backend and precision
-each - exporting a checkpoint to ONNX and deriving FP16/INT8 ONNX (or TensorRT engines) as
-needed, cached by content hash so a rerun measures without rebuilding. `run` measures every job
+each - asking the artefact planner (optimize/artefacts.py) for the ONNX of a checkpoint and its
+FP16/INT8 ONNX or TensorRT engines; it makes and caches them, bench never does. `run` measures every job
 at every batch size (fresh runner per batch, so each memory figure includes its own model load),
 evaluates accuracy once per job when a dataset is given, and reports FP16/INT8 deltas against
 the FP32 job of the same model and backend, with the --max-map-drop / --max-miou-drop gates.
@@ -10,9 +10,7 @@ the FP32 job of the same model and backend, with the --max-map-drop / --max-miou
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,8 @@ from agrideploy.benchmarks import accuracy, latency, schema
 from agrideploy.benchmarks.device import describe_device, software_versions
 from agrideploy.benchmarks.memory import MemoryWatch
 from agrideploy.benchmarks.power import TegrastatsSampler, power_block
+from agrideploy.optimize.artefacts import Artefacts, calibration_for, default_cache_dir
+from agrideploy.optimize.calibration import RANDOM
 
 from agrideploy.errors import AgrideployError
 from agrideploy.fileio import sha256_file
@@ -37,14 +37,6 @@ SYNC_NOTE = {
 }
 
 
-def default_cache_dir() -> Path:
-    """$AGRIDEPLOY_CACHE, else $XDG_CACHE_HOME/agrideploy, else ~/.cache/agrideploy."""
-    if os.environ.get("AGRIDEPLOY_CACHE"):
-        return Path(os.environ["AGRIDEPLOY_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "agrideploy"
-
-
 @dataclass
 class Settings:
     """What to measure and how; None/empty means the default stated beside each field."""
@@ -55,16 +47,21 @@ class Settings:
     imgsz: Optional[List[int]] = None  # None: the model record's input size
     method: latency.Method = field(default_factory=latency.Method)
     data: Optional[str] = None  # YOLO data.yaml / folder, or a folder with images/ and masks/
-    calib: str = "random"  # INT8 calibration images (folder or data.yaml)
+    calib: Optional[str] = None  # INT8 calibration images (folder, data.yaml, "random"); None: the --data images, else random
     calib_samples: int = 32
     max_map_drop: Optional[float] = None  # mAP@0.5:0.95, absolute (0.01 = one point)
     max_miou_drop: Optional[float] = None  # mIoU, absolute
-    cache_dir: Path = field(default_factory=default_cache_dir)
+    cache_dir: Path = field(default_factory=default_cache_dir)  # where the artefact planner keeps what it makes
     scene: Optional[List[int]] = None  # end-to-end input: detection frame (default imgsz), segmentation scene (4 tiles)
     end_to_end: bool = True
     cuda_graph: bool = False  # TensorRT: replay the captured execute_async_v3 as a CUDA graph
     spin_wait: bool = True  # TensorRT: busy-wait for the stream (trtexec --useSpinWait)
     transfers: bool = True  # TensorRT: False = copies only when shapes change (trtexec --noDataTransfers)
+
+    def artefacts(self) -> Artefacts:
+        """The artefact planner these settings ask: cache folder, INT8 calibration, engine batch range."""
+        return Artefacts(Path(self.cache_dir), calibration_for(self.calib, self.data, self.calib_samples),
+                         imgsz=self.imgsz, max_batch=max(self.batches), say=_say)
 
     def check(self) -> None:
         bad = [p for p in self.precisions if p not in PRECISIONS]
@@ -75,6 +72,8 @@ class Settings:
             raise AgrideployError(f"--backend takes {', '.join(BACKENDS)}, got {bad[0]!r}")
         if not self.batches or min(self.batches) < 1:
             raise AgrideployError("--batch takes positive batch sizes, e.g. 1,4,8")
+        if self.calib_samples < 1:
+            raise AgrideployError("--calib-samples must be at least 1")
         gated = self.max_map_drop is not None or self.max_miou_drop is not None
         if gated and not self.data:
             raise AgrideployError("--max-map-drop / --max-miou-drop need --data to measure accuracy on")
@@ -112,10 +111,6 @@ def _say(text: str) -> None:
     print(f"bench: {text}", file=sys.stderr, flush=True)
 
 
-def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def onnx_precision(path: Path) -> str:
     """The precision `agrideploy build` stamped into an ONNX ("fp32" when unstamped)."""
     from agrideploy.optimize.onnx_meta import read_onnx_summary
@@ -147,64 +142,6 @@ def _torch_stats(loaded, imgsz: Optional[Sequence[int]] = None) -> Dict[str, Any
     return {"params": int(count_params(loaded.module)), "gflops": flops}
 
 
-def cached_export(loaded, settings: Settings) -> Path:
-    """The model's FP32 ONNX (dynamic batch) from the cache, exported on a miss."""
-    from agrideploy.export import to_onnx
-
-    from agrideploy import __version__
-
-    rec = loaded.record
-    imgsz = settings.imgsz or rec.imgsz
-    key = _key(rec.source_sha256, rec.arch, rec.names, rec.channels, imgsz, rec.output_stride, __version__)
-    path = Path(settings.cache_dir) / "onnx" / key / f"{Path(rec.arch).stem}.onnx"
-    if path.is_file():
-        _say(f"cached ONNX {path}")
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _say(f"exporting {rec.arch} to {path}")
-    to_onnx(loaded, str(path), imgsz=imgsz, dynamic=True, force=True, progress=False)
-    return path
-
-
-def onnx_variant(onnx: Path, precision: str, settings: Settings) -> Path:
-    """FP16 / INT8 ONNX of an FP32 ONNX, cached by the FP32 file's hash (and the calibration)."""
-    if precision == "fp32":
-        return onnx
-    from agrideploy.optimize import ort_precision
-
-    folder = Path(settings.cache_dir) / "variants" / sha256_file(onnx)[:16]
-    folder.mkdir(parents=True, exist_ok=True)
-    if precision == "fp16":
-        out = folder / f"{onnx.stem}.fp16.onnx"
-        if not out.is_file():
-            _say(f"converting {onnx.name} to FP16")
-            ort_precision.to_fp16(onnx, out, force=True)
-        return out
-    out = folder / f"{onnx.stem}.int8.{_key(settings.calib, settings.calib_samples)}.onnx"
-    if not out.is_file():
-        _say(f"quantizing {onnx.name} to INT8 (calibration: {settings.calib})")
-        ort_precision.to_int8(onnx, out, calib=settings.calib, samples=settings.calib_samples, force=True)
-    return out
-
-
-def cached_engine(onnx: Path, precision: str, settings: Settings) -> Path:
-    """A TensorRT engine of `onnx`, cached per GPU model; needs an NVIDIA GPU."""
-    from agrideploy.optimize.gpu_probe import probe_gpu
-
-    gpu = probe_gpu()
-    if gpu is None:
-        raise AgrideployError("--backend tensorrt needs an NVIDIA GPU, and none was found here")
-    from agrideploy.optimize.trt_build import build_engine
-
-    key = _key(sha256_file(onnx), precision, gpu.name, gpu.compute_capability, settings.calib, max(settings.batches))
-    out = Path(settings.cache_dir) / "engines" / key / f"{onnx.stem}.{precision}.engine"
-    if not out.is_file():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        build_engine(onnx, out, fp16=precision == "fp16", int8=precision == "int8",
-                     calib=settings.calib if precision == "int8" else None, max_batch=max(settings.batches), force=True)
-    return out
-
-
 def _onnx_params(path: Path) -> Optional[int]:
     """Weights in an ONNX file (initializer elements), where the onnx package is installed."""
     try:
@@ -215,13 +152,14 @@ def _onnx_params(path: Path) -> Optional[int]:
     return int(sum(int(np.prod(t.dims)) for t in model.graph.initializer))
 
 
-def _calib_notes(settings: Settings, precision: str) -> List[str]:
-    if precision == "int8" and settings.calib == "random":
+def _calib_notes(artefacts: Artefacts, precision: str) -> List[str]:
+    if precision == "int8" and artefacts.calibration.source == RANDOM:
         return ["INT8 calibrated on random inputs: pass --calib with real images for meaningful INT8 accuracy"]
     return []
 
 
 def _from_onnx(onnx: Path, backends: Sequence[str], settings: Settings, origin: str, stats: Dict[str, Any]) -> List[Job]:
+    artefacts = settings.artefacts()
     own = onnx_precision(onnx)
     precisions = list(settings.precisions) if own == "fp32" else [own]
     notes = [] if own == "fp32" else [f"{onnx.name} is already {own}: measured as it is"]
@@ -231,11 +169,11 @@ def _from_onnx(onnx: Path, backends: Sequence[str], settings: Settings, origin: 
             raise AgrideployError(f"{onnx} is an ONNX model; PyTorch runs checkpoints (use --backend onnxruntime or tensorrt)")
         for precision in precisions:
             if backend == "tensorrt":
-                artefact = cached_engine(onnx, precision, settings)
+                artefact = artefacts.engine(onnx, precision)
             else:
-                artefact = onnx_variant(onnx, precision, settings) if own == "fp32" else onnx
+                artefact = artefacts.onnx_at(onnx, precision) if own == "fp32" else onnx
             jobs.append(Job(artefact, backend, precision, list(settings.batches), origin, stats.get("params"),
-                            stats.get("gflops"), notes + _calib_notes(settings, precision)))
+                            stats.get("gflops"), notes + _calib_notes(artefacts, precision)))
     return jobs
 
 
@@ -274,7 +212,7 @@ def _from_checkpoint(model: Optional[str], settings: Settings, load: Optional[Ca
 
     loaded = load(model)
     stats = _torch_stats(loaded, settings.imgsz)
-    origin = loaded.record.source_sha256 or f"random:{loaded.record.arch}:{_key(loaded.record.to_dict())}"
+    origin = loaded.record.source_sha256 or f"random:{loaded.record.arch}:{id(loaded)}"
     backends = list(settings.backends or ["onnxruntime"])
     jobs = []
     if "pytorch" in backends:
@@ -284,7 +222,7 @@ def _from_checkpoint(model: Optional[str], settings: Settings, load: Optional[Ca
             _say("PyTorch is measured in FP32 only; FP16/INT8 are ONNX or TensorRT artefacts")
         backends.remove("pytorch")
     if backends:
-        jobs += _from_onnx(cached_export(loaded, settings), backends, settings, origin, stats)
+        jobs += _from_onnx(settings.artefacts().onnx(loaded), backends, settings, origin, stats)
     return jobs
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, List, Sequence
 
@@ -149,31 +149,11 @@ def bench_settings(loaded, settings: DemoSettings, artefacts: Path, gpu: Any):
     )
 
 
-def quantize(onnx_path: Path, settings: DemoSettings) -> Path:
-    """INT8 Q/DQ ONNX calibrated by percentile: seconds on a CPU where entropy calibration takes minutes."""
-    from agrideploy.optimize.ort_precision import to_int8
-
-    out = onnx_path.with_name(f"{onnx_path.stem}.int8-percentile.onnx")
-    if out.is_file():
-        return out
-    return to_int8(onnx_path, out, calib="random", method="percentile", samples=settings.calib_samples, force=True)
-
-
 def make_artefacts(loaded, settings: DemoSettings, artefacts: Path, gpu: Any) -> list:
     """Export to ONNX (verified against PyTorch), FP16 and INT8 ONNX, engines on a GPU: bench's jobs for the model."""
     from agrideploy.benchmarks import bench
 
-    base = bench_settings(loaded, settings, artefacts, gpu)
-    load = lambda _source: loaded  # noqa: E731 - bench asks for a loader; the model is already built
-    jobs = []
-    precisions = [p for p in base.precisions if p != "int8"]
-    if precisions:
-        jobs += bench.plan([None], replace(base, precisions=precisions), load=load)
-    if "int8" in base.precisions:
-        int8 = quantize(bench.cached_export(loaded, base), settings)
-        jobs += bench.plan([str(int8)], replace(base, backends=["onnxruntime"]))
-        if gpu is not None:
-            jobs += bench.plan([None], replace(base, backends=["tensorrt"], precisions=["int8"]), load=load)
+    jobs = bench.plan([None], bench_settings(loaded, settings, artefacts, gpu), load=lambda _source: loaded)
     for job in jobs:
         if job.backend == "pytorch":
             job.batches = [min(job.batches)]

@@ -54,9 +54,10 @@ def register(sub) -> None:
     acc.add_argument("--data", help="YOLO data.yaml or images/+labels/ folder; or a folder with images/ and masks/")
     acc.add_argument("--max-map-drop", type=float, help="fail (exit 1) if mAP@0.5:0.95 falls more than this below FP32 (0.01 = 1 point)")
     acc.add_argument("--max-miou-drop", type=float, help="fail (exit 1) if mIoU falls more than this below FP32")
-    acc.add_argument("--calib", default="random", help="INT8 calibration images: folder or data.yaml (default: random, poor)")
-    acc.add_argument("--calib-samples", type=int, default=32, help="calibration images for INT8 (default 32)")
-    p.add_argument("--cache-dir", help="where exported/derived artefacts are cached (default ~/.cache/agrideploy)")
+    acc.add_argument("--calib", help="INT8 calibration images: folder, data.yaml or `random` (default: the --data images, else random, poor)")
+    acc.add_argument("--calib-samples", type=int, default=32, help="calibration images for INT8 ONNX and engines (default 32)")
+    p.add_argument("--cache-dir", help="where exported ONNX, FP16/INT8 ONNX and engines are kept for reruns "
+                   "(default: $AGRIDEPLOY_CACHE, else agrideploy-cache/ beside the results file)")
     p.add_argument("-o", "--output", help="results JSON (default bench-<UTC time>.json)")
     p.add_argument("--force", action="store_true", help="overwrite the results file")
     p.set_defaults(func=run)
@@ -67,6 +68,7 @@ def run(args) -> int:
 
     from agrideploy.benchmarks import bench, latency, schema
     from agrideploy.fileio import check_output_path
+    from agrideploy.optimize.artefacts import default_cache_dir
     from agrideploy.record import parse_imgsz
 
     if not args.models and not args.arch:
@@ -83,9 +85,10 @@ def run(args) -> int:
         end_to_end=not args.no_end_to_end, cuda_graph=args.cuda_graph,
         spin_wait=not args.no_spin_wait, transfers=not args.no_transfers,
     )
-    if args.cache_dir:
-        settings.cache_dir = Path(args.cache_dir)
+    settings.cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir(Path(output).parent)
     jobs = bench.plan(args.models or [None], settings, load=lambda source: load_model_from_args(args, source=source))
+    if settings.cache_dir.is_dir():
+        print(f"bench: exported and derived artefacts are kept in {settings.cache_dir} (--cache-dir)", file=sys.stderr)
     outcome = bench.run(jobs, settings)
     schema.write_results(outcome.document, output, force=args.force)
     print(bench.summary_table(outcome.document))

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 import numpy as np
-from agrideploy.benchmarks import bench, latency
+from agrideploy.benchmarks import latency
+from agrideploy.optimize.artefacts import Artefacts, Calibration
 
 from agrideploy.errors import AgrideployError
 
@@ -77,7 +78,7 @@ class Models:
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.settings = bench.Settings(cache_dir=cfg.cache_dir, calib_samples=cfg.calib_samples)
+        self.artefacts = Artefacts(Path(cfg.cache_dir), Calibration(samples=cfg.calib_samples))
 
     def load(self, arch: str, imgsz: int, channels: int = 3, classes: int = 3):
         from agrideploy.models import create_model
@@ -85,7 +86,7 @@ class Models:
         return create_model(arch, classes=classes, channels=channels, imgsz=[imgsz])
 
     def onnx(self, loaded) -> Path:
-        return bench.cached_export(loaded, self.settings)
+        return self.artefacts.onnx(loaded)
 
 
 def _ort(path: Path):
@@ -108,7 +109,7 @@ def ort_vs_torch(models: Models, arch: str, imgsz: int, channels: int = 3) -> st
 def int8_vs_fp32(models: Models) -> str:
     cfg = models.cfg
     onnx = models.onnx(models.load(cfg.int8_arch, cfg.det_imgsz))
-    int8_runner = _ort(bench.onnx_variant(onnx, "int8", models.settings))
+    int8_runner = _ort(models.artefacts.onnx_at(onnx, "int8"))
     int8, fp32 = _interleaved(_host_step(int8_runner), _host_step(_ort(onnx)), "host", "host", cfg.seconds)
     return _row(f"2. INT8 Q/DQ (Conv only, {cfg.calib_samples} random calibration inputs) vs FP32, ONNX Runtime CPU: "
                 f"{cfg.int8_arch} {cfg.det_imgsz}", "INT8", int8, "FP32", fp32)
