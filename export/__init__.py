@@ -1,12 +1,12 @@
 """agrideploy.export: torch -> verified, self-describing ONNX.
 
-`to_onnx(loaded, output, **flags) -> ExportResult` is imported on first use, so importing this
+`to_onnx(loaded, output, ExportConfig(...)) -> ExportResult` is imported on first use, so importing this
 package stays light (no torch, no onnx).
 """
 
 from __future__ import annotations
 
-__all__ = ["to_onnx", "ExportResult", "VerificationError"]
+__all__ = ["to_onnx", "ExportConfig", "ExportResult", "VerificationError"]
 
 
 def __getattr__(name: str):

@@ -1,4 +1,4 @@
-"""torch -> verified, self-describing ONNX: `to_onnx(loaded, output, **flags)`.
+"""torch -> verified, self-describing ONNX: `to_onnx(loaded, output, ExportConfig(...))`.
 
 Steps: trace with the TorchScript-based exporter (Conv+BN folded: by `.fuse()` where the model has it,
 else by the exporter's constant folding), slim
@@ -86,47 +86,54 @@ class VerificationError(AgrideployError):
         self.report = report
 
 
-def to_onnx(
-    loaded,
-    output: Optional[str] = None,
-    *,
-    imgsz: Optional[Sequence[int]] = None,
-    batch: int = 1,
-    dynamic: bool = False,
-    dynamic_hw: bool = False,
-    opset: Optional[int] = None,
-    target_trt: Optional[str] = None,
-    simplify: bool = True,
-    nms: str = "none",
-    conf_thres: float = 0.25,
-    iou_thres: float = 0.45,
-    max_det: int = 100,
-    argmax: Optional[str] = None,
-    verify: bool = True,
-    verify_image: Optional[str] = None,
-    tolerance: Optional[float] = None,
-    force: bool = False,
-    progress: bool = True,
-) -> ExportResult:
+@dataclass(frozen=True)
+class ExportConfig:
+    """Every setting of an export, with its default, in one place (the artefact cache keys on all of them)."""
+
+    imgsz: Optional[Sequence[int]] = None  # None: the record's input size
+    batch: int = 1  # the fixed batch (ignored when dynamic)
+    dynamic: bool = False  # dynamic batch
+    dynamic_hw: bool = False  # dynamic height and width too (implies dynamic)
+    opset: Optional[int] = None  # None: the highest opset the TensorRT target parses
+    target_trt: Optional[str] = None
+    simplify: bool = True  # onnxslim
+    nms: str = "none"  # one of export.nms.NMS_MODES
+    conf_thres: float = 0.25
+    iou_thres: float = 0.45
+    max_det: int = 100
+    argmax: Optional[str] = None  # segmenters: one of ARGMAX_DTYPES to output the class mask
+    verify: bool = True  # compare ONNX Runtime with PyTorch
+    verify_image: Optional[str] = None
+    tolerance: Optional[float] = None
+
+
+def to_onnx(loaded, output: Optional[str] = None, config: Optional[ExportConfig] = None, *, force: bool = False,
+            progress: bool = True, **settings: Any) -> ExportResult:
     """Export `loaded` (a models.LoadedModel: `.module`, `.record`) to ONNX at `output`.
 
+    The export is `config`, or an ExportConfig of the keyword `settings` (e.g. `dynamic=True`).
     Raises AgrideployError (VerificationError when the numbers disagree), leaving no file behind.
     """
+    cfg = config if config is not None else ExportConfig(**settings)
+    if config is not None and settings:
+        raise TypeError("to_onnx takes an ExportConfig or keyword settings, not both")
     record: ModelRecord = loaded.record
     start = time.perf_counter()
-    height, width = _check_flags(record, imgsz, batch, nms, conf_thres, iou_thres, max_det, argmax)
-    opset = resolve_opset(opset, target_trt)
-    target = check_target(target_trt) if target_trt is not None else None
+    height, width = _check_flags(record, cfg)
+    nms, argmax, dynamic_hw, simplify = cfg.nms, cfg.argmax, cfg.dynamic_hw, cfg.simplify
+    opset = resolve_opset(cfg.opset, cfg.target_trt)
+    target = check_target(cfg.target_trt) if cfg.target_trt is not None else None
     exporter = choose_exporter(opset)
     if output is None:
         output = default_output(record.source_name if record.source_format != "random-init" else None, record.arch)
     path = check_output_path(output, force=force)
     onnx = require("onnx")
     require("torch")  # fail with the install hint before any work
-    dynamic = bool(dynamic or dynamic_hw)
+    dynamic = bool(cfg.dynamic or dynamic_hw)
+    batch, verify = cfg.batch, cfg.verify
     flags = {"imgsz": [height, width], "batch": batch, "dynamic": dynamic, "dynamic_hw": bool(dynamic_hw),
              "simplify": bool(simplify), "nms": nms, "argmax": argmax, "target_trt": target}
-    nms_flags = {"conf_thres": float(conf_thres), "iou_thres": float(iou_thres), "max_det": int(max_det)}
+    nms_flags = {"conf_thres": float(cfg.conf_thres), "iou_thres": float(cfg.iou_thres), "max_det": int(cfg.max_det)}
     if nms != "none":
         flags.update(nms_flags)
     export_record = _export_record(record, height, width)
@@ -161,8 +168,8 @@ def to_onnx(
                     shape=(2 if dynamic else batch, record.channels, height, width),
                     output_names=output_names,
                     nms=dict(nms_flags, mode=nms) if nms != "none" else None,
-                    image=verify_image,
-                    tolerance=tolerance,
+                    image=cfg.verify_image,
+                    tolerance=cfg.tolerance,
                 )
                 bar.update()
                 if not report.passed:
@@ -193,12 +200,13 @@ def to_onnx(
     )
 
 
-def _check_flags(record: ModelRecord, imgsz, batch, nms, conf_thres, iou_thres, max_det, argmax) -> Tuple[int, int]:
+def _check_flags(record: ModelRecord, cfg: ExportConfig) -> Tuple[int, int]:
     """Refuse what cannot work before any work is done; returns (height, width)."""
     from agrideploy.export.nms import NMS_MODES
     from agrideploy.kernels.postprocess import check_thresholds
 
-    height, width = parse_imgsz(imgsz, record.imgsz)
+    batch, nms, argmax = cfg.batch, cfg.nms, cfg.argmax
+    height, width = parse_imgsz(cfg.imgsz, record.imgsz)
     stride = record.max_stride
     if height % stride or width % stride:
         raise AgrideployError(
@@ -211,7 +219,7 @@ def _check_flags(record: ModelRecord, imgsz, batch, nms, conf_thres, iou_thres, 
         raise AgrideployError(f"--nms takes one of {', '.join(NMS_MODES)}, got {nms!r}")
     if nms != "none":
         record.expect_task("detect", "--nms")
-        check_thresholds(conf_thres, iou_thres, max_det)
+        check_thresholds(cfg.conf_thres, cfg.iou_thres, cfg.max_det)
     if argmax is not None:
         record.expect_task("segment", "--argmax")
         if argmax not in ARGMAX_DTYPES:

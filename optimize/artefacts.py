@@ -105,12 +105,12 @@ class Artefacts:
 
     def onnx(self, loaded) -> Path:
         """The model's FP32 ONNX with a dynamic batch, verified against PyTorch on export."""
-        from agrideploy.export import to_onnx
+        from agrideploy.export.onnx_export import ExportConfig, to_onnx
 
         rec = loaded.record
-        imgsz = list(self.imgsz or rec.imgsz)
-        settings = {"record": rec.to_dict(), "imgsz": imgsz, "dynamic": True}
+        config = ExportConfig(imgsz=list(self.imgsz or rec.imgsz), dynamic=True)
         content = rec.source_sha256 or weights_sha256(loaded.module)
+        settings = {"record": rec.to_dict(), "export": asdict(config)}
         key = cache_key("onnx", content, settings, tool_versions(EXPORT_TOOLS))
         path = self._slot("onnx", key, f"{Path(rec.arch).stem}.onnx")
         if path.is_file():
@@ -118,7 +118,7 @@ class Artefacts:
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
         self.say(f"exporting {rec.arch} to {path}")
-        to_onnx(loaded, str(path), imgsz=imgsz, dynamic=True, force=True, progress=False)
+        to_onnx(loaded, str(path), config, force=True, progress=False)
         return path
 
     def onnx_at(self, onnx: Path, precision: str) -> Path:

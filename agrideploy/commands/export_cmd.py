@@ -9,9 +9,9 @@ from agrideploy.errors import AgrideployError
 from agrideploy.export.opsets import TRT_TARGETS
 from agrideploy.lazy import require
 
-# argparse destinations passed to to_onnx under the same names
+# argparse destinations that are ExportConfig fields under the same names
 FLAGS = ("batch", "dynamic", "dynamic_hw", "opset", "target_trt", "simplify", "nms", "conf_thres", "iou_thres", "max_det",
-         "argmax", "verify", "verify_image", "tolerance", "force")
+         "argmax", "verify", "verify_image", "tolerance")
 
 
 def register(sub) -> None:
@@ -52,7 +52,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from agrideploy.export.onnx_export import VerificationError, default_output, to_onnx
+    from agrideploy.export.onnx_export import ExportConfig, VerificationError, default_output, to_onnx
     from agrideploy.fileio import check_output_path
 
     if args.verify_image and not args.verify:
@@ -67,9 +67,9 @@ def run(args) -> int:
         raise AgrideployError(f"--channels {args.channels} does not match the model, which takes {loaded.record.channels} bands")
     output = args.output or str(default_output(args.checkpoint, loaded.record.arch))
     print(f"exporting {loaded.record.arch} -> {output}", file=sys.stderr)
-    flags = {k: getattr(args, k) for k in FLAGS}
+    config = ExportConfig(imgsz=args.imgsz, **{k: getattr(args, k) for k in FLAGS})
     try:
-        result = to_onnx(loaded, output, imgsz=args.imgsz, **flags)
+        result = to_onnx(loaded, output, config, force=args.force)
     except VerificationError as exc:
         print(exc.report.format(), file=sys.stderr)
         raise
