@@ -18,6 +18,7 @@ def subpackages(folder):
     )
 
 
+OPENCV = "opencv-python-headless>=4.5"
 DATA_SUFFIXES = {".yaml", ".cu", ".cuh", ".json", ".html", ".css"}
 
 
@@ -55,13 +56,15 @@ setup(
     package_data=package_data,
     install_requires=["numpy>=1.21", "pyyaml>=5.4", "tqdm>=4.60", "pillow>=8"],
     extras_require={
-        "export": ["torch>=1.13", "onnx>=1.14", "onnxruntime>=1.15", "onnxslim>=0.1.30", "onnxscript>=0.1", "safetensors>=0.3"],
+        # host pre-processing (YOLOv5's own OpenCV calls); a Jetson has OpenCV from JetPack already
+        "cv": [OPENCV],
+        "export": [OPENCV, "torch>=1.13", "onnx>=1.14", "onnxruntime>=1.15", "onnxslim>=0.1.30", "onnxscript>=0.1", "safetensors>=0.3"],
         # TensorRT itself comes with JetPack, or from NVIDIA's package index on a desktop (see README)
         "trt": ["pycuda>=2022.1", "nvidia-ml-py>=11.450"],
         "trt-cuda-python": ["cuda-python"],
         "report": ["matplotlib>=3.5"],
         "geo": ["rasterio>=1.3"],
-        "dev": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.5", "vermin>=1.5", "rasterio>=1.3", "matplotlib>=3.5"],
+        "dev": [OPENCV, "pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.5", "vermin>=1.5", "rasterio>=1.3", "matplotlib>=3.5"],
     },
     entry_points={"console_scripts": ["agrideploy=agrideploy.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Image Recognition"],

@@ -18,6 +18,7 @@ EXTRA_OF = {
     "pycuda": "trt",
     "matplotlib": "report",
     "rasterio": "geo",
+    "cv2": "cv",
     "safetensors": "export",
 }
 

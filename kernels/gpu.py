@@ -53,7 +53,7 @@ def _grid_1d(n: int):
 
 
 def prepare(img: np.ndarray, record, dtype=np.float32, new_hw: Optional[Sequence[int]] = None, bgr: bool = False):
-    """GPU twin of preprocess.prepare for uint8 images; other dtypes run the NumPy reference."""
+    """GPU twin of preprocess_ref.prepare for uint8 images; other dtypes run the host (OpenCV) path."""
     img = preprocess.as_hwc(img)
     preprocess.check_bands(img.shape[2], record)
     dtype = np.dtype(dtype)

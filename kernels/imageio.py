@@ -1,7 +1,8 @@
 """Read an image as H x W x C the way inference and INT8 calibration both need it.
 
-PNG/JPEG/BMP go through Pillow as RGB uint8; TIFF/GeoTIFF go through rasterio (imported on first
-use) keeping every band and its dtype (uint16 reflectances stay uint16). `bands` picks bands by
+PNG/JPEG/BMP are decoded by OpenCV exactly as YOLOv5 reads them (cv2.imread, 3-band uint8), returned
+in RGB order; TIFF/GeoTIFF go through rasterio (imported on first use) keeping every band and its
+dtype (uint16 reflectances stay uint16). `bands` picks bands by
 their 1-based number, as GDAL and rasterio count them.
 """
 
@@ -55,17 +56,19 @@ def read_image(path: str | os.PathLike, bands: Optional[Sequence[int]] = None) -
         raise AgrideployError(f"{path}: no such file")
     if is_raster(path):
         return _read_raster(path, bands)
-    return _read_pillow(path, bands)
+    return _read_opencv(path, bands)
 
 
-def _read_pillow(path: Path, bands: Optional[Sequence[int]]) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
+def _read_opencv(path: Path, bands: Optional[Sequence[int]]) -> np.ndarray:
+    """cv2.imread as upstream YOLOv5 calls it (its decoder, EXIF rotation, grey expanded to 3 bands), then RGB."""
+    cv2 = require("cv2")
     try:
-        with Image.open(path) as im:
-            array = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    except cv2.error as exc:
         raise AgrideployError(f"cannot read image {path}: {_first_line(exc)}") from None
+    if bgr is None:
+        raise AgrideployError(f"cannot read image {path}: OpenCV cannot decode it")
+    array = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     return array[:, :, check_band_numbers(bands, array.shape[2], path)]
 
 

@@ -1,6 +1,6 @@
 // Fused pre-processing: letterbox (bilinear resize, half-pixel centres, pad) + optional BGR->RGB
 // + per-band normalisation + HWC -> CHW + cast, in one pass over the output pixels.
-// NumPy twin: kernels/preprocess.py prepare(); the resized value is rounded to uint8 before
+// NumPy twin: kernels/preprocess_ref.py prepare(); the resized value is rounded to uint8 before
 // normalising, as the NumPy letterbox stores it.
 #include <cuda_fp16.h>
 

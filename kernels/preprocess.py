@@ -1,8 +1,8 @@
-"""Pre-processing, NumPy reference: letterbox -> normalise with the record -> CHW.
+"""Pre-processing on the host, through OpenCV: letterbox -> normalise with the record -> CHW.
 
-This is what the CPU pipelines run and what the fused CUDA kernel (preprocess.cu) must match.
-The resize is bilinear with half-pixel centres and no anti-aliasing (the OpenCV INTER_LINEAR
-rule YOLOv5 uses), written out so the GPU kernel can compute exactly the same thing.
+The same calls as upstream YOLOv5 (cv2.resize INTER_LINEAR, cv2.copyMakeBorder, pixels / 255), so
+for the same image our input tensor equals upstream's bit for bit, and real photos give upstream's
+detections. The NumPy twin of the fused CUDA kernel lives in preprocess_ref.py.
 """
 
 from __future__ import annotations
@@ -13,7 +13,11 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from agrideploy.errors import AgrideployError
+from agrideploy.lazy import require
 from agrideploy.record import ModelRecord
+
+CV_RESIZE_DTYPES = (np.uint8, np.uint16, np.int16, np.float32, np.float64)  # what cv2.resize takes
+CV_BORDER_MAX_BANDS = 4  # cv2.copyMakeBorder's fill value is a 4-tuple
 
 
 @dataclass(frozen=True)
@@ -35,32 +39,8 @@ def as_hwc(img: np.ndarray) -> np.ndarray:
     return img
 
 
-def resize_bilinear(img: np.ndarray, out_hw: Sequence[int]) -> np.ndarray:
-    """Bilinear resize (half-pixel centres, edge clamp) to float32, any number of bands."""
-    img = as_hwc(img)
-    h, w = img.shape[:2]
-    oh, ow = int(out_hw[0]), int(out_hw[1])
-    y0, y1, fy = _taps(h, oh)
-    x0, x1, fx = _taps(w, ow)
-    wx0, wx1 = (1 - fx)[None, :, None], fx[None, :, None]
-    upper, lower = img[y0].astype(np.float32), img[y1].astype(np.float32)
-    # horizontal first, then vertical: the order of the CUDA kernel, so both round alike
-    top = upper[:, x0] * wx0 + upper[:, x1] * wx1
-    bottom = lower[:, x0] * wx0 + lower[:, x1] * wx1
-    return top * (1 - fy)[:, None, None] + bottom * fy[:, None, None]
-
-
-def _taps(src: int, dst: int):
-    """Source indices and weights of each output pixel along one axis."""
-    pos = (np.arange(dst, dtype=np.float32) + 0.5) * np.float32(src / dst) - 0.5
-    pos = np.clip(pos, 0, src - 1)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, src - 1)
-    return lo, hi, (pos - lo).astype(np.float32)
-
-
 def letterbox_geometry(src_hw: Sequence[int], new_hw: Sequence[int], stride: int = 32, auto: bool = False):
-    """(resized (h, w), LetterboxInfo, padded (h, w)): keep the aspect ratio, centre the padding."""
+    """(resized (h, w), LetterboxInfo, padded (h, w)): keep the aspect ratio, centre the padding (YOLOv5's rule)."""
     h, w = int(src_hw[0]), int(src_hw[1])
     nh, nw = int(new_hw[0]), int(new_hw[1])
     r = min(nh / h, nw / w)
@@ -73,18 +53,35 @@ def letterbox_geometry(src_hw: Sequence[int], new_hw: Sequence[int], stride: int
     return (rh, rw), info, (rh + dh, rw + dw)
 
 
-def letterbox(img: np.ndarray, new_hw: Sequence[int], pad_value: float = 114, stride: int = 32, auto: bool = False):
-    """Resize keeping the ratio and pad to `new_hw` (YOLOv5's rule) -> (out HWC, LetterboxInfo).
+def resize(img: np.ndarray, out_hw: Sequence[int]) -> np.ndarray:
+    """cv2.resize INTER_LINEAR to (h, w), keeping dtype and band count (dtypes OpenCV lacks go through float64)."""
+    cv2 = require("cv2")
+    img = as_hwc(img)
+    size = (int(out_hw[1]), int(out_hw[0]))
+    if img.dtype.type in CV_RESIZE_DTYPES:
+        out = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)
+    else:
+        out = cast_to(cv2.resize(img.astype(np.float64), size, interpolation=cv2.INTER_LINEAR), img.dtype)
+    return as_hwc(out)
 
-    The output keeps the input dtype (integers rounded, as an image library would store them).
-    """
+
+def pad(img: np.ndarray, top: int, bottom: int, left: int, right: int, value: float) -> np.ndarray:
+    """Constant border around an image: cv2.copyMakeBorder, NumPy beyond OpenCV's four fill values."""
+    img = as_hwc(img)
+    if img.shape[2] > CV_BORDER_MAX_BANDS:
+        return np.pad(img, ((top, bottom), (left, right), (0, 0)), constant_values=value)
+    cv2 = require("cv2")
+    out = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(value,) * CV_BORDER_MAX_BANDS)
+    return as_hwc(out)
+
+
+def letterbox(img: np.ndarray, new_hw: Sequence[int], pad_value: float = 114, stride: int = 32, auto: bool = False):
+    """Resize keeping the ratio and pad to `new_hw` (YOLOv5's letterbox) -> (out HWC, LetterboxInfo)."""
     img = as_hwc(img)
     (rh, rw), info, (ph, pw) = letterbox_geometry(img.shape[:2], new_hw, stride, auto)
-    resized = img if (rh, rw) == img.shape[:2] else _cast(resize_bilinear(img, (rh, rw)), img.dtype)
-    out = np.full((ph, pw, img.shape[2]), pad_value, dtype=img.dtype)
+    resized = img if (rh, rw) == img.shape[:2] else resize(img, (rh, rw))
     top, left = int(info.pad_top), int(info.pad_left)
-    out[top : top + rh, left : left + rw] = resized
-    return out, info
+    return pad(resized, top, ph - rh - top, left, pw - rw - left, pad_value), info
 
 
 def stretch(img: np.ndarray, new_hw: Sequence[int]):
@@ -95,10 +92,11 @@ def stretch(img: np.ndarray, new_hw: Sequence[int]):
     info = LetterboxInfo((nh / h, nw / w), 0.0, 0.0, (h, w))
     if (nh, nw) == (h, w):
         return img, info
-    return _cast(resize_bilinear(img, (nh, nw)), img.dtype), info
+    return resize(img, (nh, nw)), info
 
 
-def _cast(values: np.ndarray, dtype) -> np.ndarray:
+def cast_to(values: np.ndarray, dtype) -> np.ndarray:
+    """Values to `dtype`, integers rounded and clipped as an image library stores them."""
     dtype = np.dtype(dtype)
     if dtype.kind in "ui":
         limits = np.iinfo(dtype)
@@ -106,23 +104,41 @@ def _cast(values: np.ndarray, dtype) -> np.ndarray:
     return values.astype(dtype)
 
 
-def normalize(img_hwc: np.ndarray, record: ModelRecord, dtype=np.float32, bgr: bool = False) -> np.ndarray:
-    """HWC pixels -> CHW model input: `(p * input_scale - mean[c]) / std[c]` per band.
+def band_values(pixels: np.ndarray, record: ModelRecord) -> np.ndarray:
+    """(C, ...) float32 pixels -> `(p * input_scale - mean[c]) / std[c]`, with YOLOv5's float arithmetic.
 
-    `bgr=True` for a 3-band image read in OpenCV order: it is flipped to the RGB the model expects.
+    A scale of 1/k (k whole: 255, 65535) divides by k as upstream does (`im /= 255`): multiplying by
+    float32(1/255) differs in the last bit for 126 of the 256 byte values.
+    """
+    scale, mean, std = record.normalisation()
+    shape = (-1,) + (1,) * (pixels.ndim - 1)
+    divisor = 1.0 / scale if scale else 0.0
+    if divisor and abs(divisor - round(divisor)) < 1e-6 * divisor:
+        scaled = pixels / np.float32(round(divisor))
+    else:
+        scaled = pixels * np.float32(scale)
+    return (scaled - np.asarray(mean, np.float32).reshape(shape)) / np.asarray(std, np.float32).reshape(shape)
+
+
+def normalize(img_hwc: np.ndarray, record: ModelRecord, dtype=np.float32, bgr: bool = False) -> np.ndarray:
+    """HWC pixels -> CHW model input, normalised per band with the record (see band_values).
+
+    `bgr=True` for a 3-band image in OpenCV order: it is flipped to the RGB the model expects.
+    Bytes go through one cv2.LUT per band, written straight into the output planes.
     """
     img = as_hwc(img_hwc)
     check_bands(img.shape[2], record)
-    if bgr and img.shape[2] == 3:
-        img = img[:, :, ::-1]
-    scale, mean, std = record.normalisation()
-    mean = np.asarray(mean, np.float32)[:, None, None]
-    std = np.asarray(std, np.float32)[:, None, None]
-    chw = np.transpose(img, (2, 0, 1))
-    if img.dtype == np.uint8:  # 256 values per band: a lookup table gives the same floats, faster
-        lut = ((np.arange(256, dtype=np.float32)[None, :, None] * np.float32(scale) - mean) / std)[:, :, 0].astype(dtype)
-        return np.stack([lut[c][chw[c]] for c in range(len(lut))])
-    return ((chw.astype(np.float32) * np.float32(scale) - mean) / std).astype(dtype)
+    order = [2, 1, 0] if bgr and img.shape[2] == 3 else list(range(img.shape[2]))
+    if img.dtype != np.uint8:
+        chw = np.transpose(img, (2, 0, 1))[order].astype(np.float32)
+        return band_values(chw, record).astype(dtype, copy=False)
+    cv2 = require("cv2")
+    lut = band_values(np.tile(np.arange(256, dtype=np.float32), (img.shape[2], 1)), record).astype(np.float32)
+    planes = cv2.split(np.ascontiguousarray(img)) if img.shape[2] > 1 else [img[:, :, 0]]
+    out = np.empty((img.shape[2],) + img.shape[:2], np.float32)
+    for c, src in enumerate(order):
+        cv2.LUT(planes[src], lut[c], dst=out[c])
+    return out.astype(dtype, copy=False)
 
 
 def check_bands(bands: int, record: ModelRecord) -> None:

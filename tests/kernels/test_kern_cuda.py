@@ -7,7 +7,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from agrideploy.kernels import gpu, postprocess, preprocess
+from agrideploy.kernels import gpu, postprocess, preprocess_ref
 
 from agrideploy.record import ModelRecord
 
@@ -60,7 +60,7 @@ def test_gpu_prepare_equals_numpy(dtype, letterbox):
     img = rng.integers(0, 256, (97, 203, 3), dtype=np.uint8)
     rec = ModelRecord(task="detect", arch="t", names=["a"], imgsz=[128, 160], strides=[8, 16, 32], letterbox=letterbox,
                       mean=[0.1, 0.2, 0.3], std=[0.3, 0.2, 0.1])
-    ref, ref_info = preprocess.prepare(img, rec, dtype)
+    ref, ref_info = preprocess_ref.prepare(img, rec, dtype)
     got, info = gpu.prepare(img, rec, dtype)
     assert info == ref_info
     np.testing.assert_allclose(got.astype(np.float32), ref.astype(np.float32), rtol=1e-3, atol=1e-5)

@@ -1,4 +1,4 @@
-"""Reading images: Pillow as RGB uint8, GeoTIFF with every band and its dtype, bands by number."""
+"""Reading images: OpenCV-decoded RGB uint8, GeoTIFF with every band and its dtype, bands by number."""
 
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ def test_unreadable_files_and_band_flags_are_one_line(tmp_path):
     (tmp_path / "x.tif").write_bytes(b"II*\0garbage")
     with pytest.raises(AgrideployError, match=r"^cannot read image .*x\.tif: "):
         read_image(tmp_path / "x.tif")
+    (tmp_path / "x.jpg").write_bytes(b"\xff\xd8garbage")
+    with pytest.raises(AgrideployError, match=r"^cannot read image .*x\.jpg: OpenCV cannot decode it"):
+        read_image(tmp_path / "x.jpg")
     assert parse_bands("1,2, 4") == [1, 2, 4] and parse_bands(None) is None
     with pytest.raises(AgrideployError, match="--bands counts from 1"):
         parse_bands("0,1")
