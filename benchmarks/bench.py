@@ -124,7 +124,7 @@ def onnx_precision(path: Path) -> str:
 
 
 def engine_precision(path: Path) -> Optional[str]:
-    from agrideploy.optimize.engine_info import read_sidecar
+    from agrideploy.sidecar import read_sidecar
 
     build = (read_sidecar(path) or {}).get("build") or {}
     return build.get("precision")
@@ -240,9 +240,10 @@ def _open(job: Job, settings: Settings):
 
         return TorchRunner(job.artefact)
     if job.backend == "tensorrt" and Path(job.artefact).suffix.lower() != ".onnx":
+        from agrideploy.runtime.trt_loader import EngineFromPath
         from agrideploy.runtime.trt_runner import TrtRunner
 
-        return TrtRunner(job.artefact, cuda_graph=settings.cuda_graph, spin_wait=settings.spin_wait, transfers=settings.transfers)
+        return TrtRunner(EngineFromPath(job.artefact), cuda_graph=settings.cuda_graph, spin_wait=settings.spin_wait, transfers=settings.transfers)
     from agrideploy.runtime.select import open_runner
 
     return open_runner(str(job.artefact), job.backend)

@@ -171,11 +171,12 @@ class Artefacts:
 
 def build_engine_for(onnx: Path, out: Path, precision: str, calibration: Calibration, max_batch: int) -> Path:
     """The engine recipe: TensorRT's builder at `precision`, INT8 calibrated per `calibration`."""
-    from agrideploy.optimize.trt_build import build_engine
+    from agrideploy.optimize.trt_build import BuildConfig, Profile, build_engine
 
     int8 = precision == "int8"
-    build_engine(onnx, out, fp16=precision == "fp16", int8=int8, calib=calibration.source if int8 else None,
-                 calib_method=calibration.method, calib_samples=calibration.samples, max_batch=max_batch, force=True)
+    config = BuildConfig(fp16=precision == "fp16", int8=int8, calib=calibration.source if int8 else None,
+                         calib_method=calibration.method, calib_samples=calibration.samples, profile=Profile(max_batch=max_batch))
+    build_engine(onnx, out, config, force=True)
     return out
 
 

@@ -38,21 +38,6 @@ def parse_version(text: str) -> Tuple[int, ...]:
     return tuple(parts)
 
 
-def load_tensorrt(gpu=None):
-    """(tensorrt module, GpuInfo), importing TensorRT only once the probe has seen a GPU.
-
-    TensorRT objects created without a GPU crash the whole process, so no GPU is a one-line error.
-    """
-    from agrideploy.optimize.gpu_probe import NO_GPU, probe_gpu
-
-    from agrideploy.lazy import require
-
-    gpu = gpu or probe_gpu()
-    if gpu is None:
-        raise AgrideployError(NO_GPU)
-    return require("tensorrt"), gpu
-
-
 class TrtApi:
     """The installed `tensorrt` module seen through what its release offers."""
 
@@ -156,11 +141,18 @@ class TrtApi:
         config.profiling_verbosity = self.trt.ProfilingVerbosity.DETAILED
 
     def load_timing_cache(self, config, data: bytes) -> None:
+        """Use the timing cache `data`; one TensorRT rejects (another GPU or release) is replaced by an empty one."""
         cache = config.create_timing_cache(data)
-        config.set_timing_cache(cache, False)
+        if cache is not None and config.set_timing_cache(cache, False):
+            return
+        if not data:
+            raise AgrideployError(f"TensorRT {self.version_string} refused an empty timing cache")
+        print("warning: the timing cache was written on another GPU or TensorRT release; starting a new one", file=sys.stderr)
+        self.load_timing_cache(config, b"")
 
-    def timing_cache_bytes(self, config) -> bytes:
-        return bytes(config.get_timing_cache().serialize())
+    def timing_cache_bytes(self, config) -> Optional[bytes]:
+        cache = config.get_timing_cache()
+        return bytes(cache.serialize()) if cache is not None else None
 
     def progress_monitor(self, bar):
         """A TensorRT progress monitor driving the tqdm `bar` (10.0+), else None."""

@@ -2,7 +2,9 @@
 
 The calibrator class must derive from the release's own IInt8*Calibrator (chosen by TrtApi);
 batches come from agrideploy.optimize.calibration, so TensorRT sees exactly what inference
-sees. The calibration cache makes a rebuild skip the images.
+sees. The calibration cache makes a rebuild skip the images. A last batch smaller than the
+calibration batch is filled with its own images again, never with zeros: black images would
+pull every activation histogram towards 0.
 """
 
 from __future__ import annotations
@@ -15,8 +17,19 @@ import numpy as np
 from agrideploy.fileio import write_bytes_atomic
 
 
+def fill_batch(host: np.ndarray, batch: np.ndarray) -> None:
+    """Copy `batch` (n <= len(host) images) into `host`, repeating its images to fill the rest."""
+    n = len(batch)
+    host[:n] = batch
+    if n < len(host):
+        host[n:] = batch[np.arange(len(host) - n) % n]
+
+
 def make_calibrator(api, method: str, batches: Iterator[np.ndarray], shape: Sequence[int], cache: Path, cuda):
-    """An instance of the release's calibrator class reading `batches` of `shape` (B, C, H, W)."""
+    """An instance of the release's calibrator class reading `batches` of `shape` (B, C, H, W).
+
+    It owns `cuda` (a CudaLayer): `close()` frees its buffers and closes the layer.
+    """
     base = api.calibrator_base(method)
     batch_size = int(shape[0])
     nbytes = int(np.prod(shape)) * 4
@@ -37,8 +50,7 @@ def make_calibrator(api, method: str, batches: Iterator[np.ndarray], shape: Sequ
             batch = next(self.batches, None)
             if batch is None:
                 return None
-            self.host[...] = 0
-            self.host[: len(batch)] = batch
+            fill_batch(self.host, batch)
             cuda.copy_htod(self.device, self.host, self.stream)
             self.stream.synchronize()
             return [self.device.ptr] * len(names)
@@ -48,5 +60,10 @@ def make_calibrator(api, method: str, batches: Iterator[np.ndarray], shape: Sequ
 
         def write_calibration_cache(self, data) -> None:
             write_bytes_atomic(self.cache, bytes(data))
+
+        def close(self) -> None:
+            self.device.free()
+            self.stream.destroy()
+            cuda.close()
 
     return Calibrator()

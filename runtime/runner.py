@@ -88,6 +88,11 @@ class Runner(ABC):
         """Device compute time of the last infer() (CUDA events) where the backend has it, else None."""
         return None
 
+    @property
+    def max_batch(self) -> Optional[int]:
+        """The largest batch the backend takes (a TensorRT profile's max); None when any batch runs."""
+        return None
+
     def memory(self) -> Dict[str, Any]:
         """Backend memory figures in bytes (e.g. engine size, context device memory); {} when unknown."""
         return {}

@@ -72,7 +72,8 @@ def _load_checkpoint(path: Optional[Any], load_args: dict):
 
 def _trt_runner(path: Any) -> Runner:
     try:
+        from agrideploy.runtime.trt_loader import EngineFromPath
         from agrideploy.runtime.trt_runner import TrtRunner
     except ImportError as exc:
         raise AgrideployError(f"the TensorRT runner is not available in this install ({exc})") from None
-    return TrtRunner(path)
+    return TrtRunner(EngineFromPath(path))

@@ -1,24 +1,23 @@
-"""TensorRT runner: an engine file run through the name-based tensor API (TensorRT 8.5 -> 11.x).
+"""TensorRT runner: a loaded engine run through the name-based tensor API (TensorRT 8.5 -> 11.x).
 
 The only execution API common to every supported release: `set_input_shape`, `set_tensor_address`
 and `execute_async_v3` on a non-default stream (the default stream makes TensorRT add device-wide
-synchronisations). Host buffers are pinned so copies are truly asynchronous; CUDA events around
-the enqueue give the device time the benchmark reports. Static-shape engines can be replayed as
-a CUDA graph. The GPU is probed and the engine's sidecar checked before any TensorRT object exists.
+synchronisations); every one of them reports failure by returning False, and each is checked.
+Host buffers are pinned so copies are truly asynchronous; CUDA events around the enqueue give the
+device time the benchmark reports. Static-shape engines can be replayed as a CUDA graph. Loading
+(sidecar check, deserialisation) is runtime.trt_loader's; this class only runs.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 from agrideploy.runtime.runner import Runner, TensorSpec
+from agrideploy.runtime.trt_loader import LoadedEngine
 
 from agrideploy.errors import AgrideployError
-from agrideploy.record import ModelRecord
 
 
 class _Binding:
@@ -44,35 +43,27 @@ class _Binding:
 
 
 class TrtRunner(Runner):
-    """`TrtRunner(engine_path, cuda_graph=False)`: a TensorRT plan built by `agrideploy build` (or any tool).
+    """`TrtRunner(EngineFromPath(path), cuda_graph=False)`: runs what the loader (any callable -> LoadedEngine) loads.
 
     `spin_wait` busy-waits for the stream instead of sleeping in the driver (steadier latency, one
-    core busy). `transfers=False` is a benchmark mode like trtexec's --noDataTransfers: inputs are
-    copied to the device and outputs back only when the input shapes change, so later calls
-    return the first call's outputs.
+    core busy); without it the stream and the timing events block in the driver. `transfers=False`
+    is a benchmark mode like trtexec's --noDataTransfers: inputs are copied to the device and
+    outputs back only when the input shapes change, so later calls return the first call's outputs.
     """
 
     backend = "tensorrt"
 
-    def __init__(self, engine_path: Union[str, os.PathLike], *, cuda_graph: bool = False, dla_core: Optional[int] = None,
-                 spin_wait: bool = True, transfers: bool = True, trt=None, gpu=None, cuda=None):
-        from agrideploy.optimize.engine_info import read_sidecar
-
-        self.path = Path(engine_path)
-        if not self.path.is_file():
-            raise AgrideployError(f"{self.path}: no such file")
-        self.sidecar = read_sidecar(self.path)
-        record = (self.sidecar or {}).get("record")
-        super().__init__(ModelRecord.from_dict(record) if record else None)
+    def __init__(self, loader: Callable[[], LoadedEngine], *, cuda_graph: bool = False, spin_wait: bool = True,
+                 transfers: bool = True):
+        super().__init__(getattr(loader, "record", None))
+        self.loader = loader
         self.use_cuda_graph = cuda_graph
         self.spin_wait, self.transfers = spin_wait, transfers
-        self.dla_core = dla_core if dla_core is not None else ((self.sidecar or {}).get("build") or {}).get("dla")
-        self._trt, self._gpu, self._cuda = trt, gpu, cuda
         self._reset()
 
     def _reset(self) -> None:
-        self.api = self.runtime = self.engine = self.context = self.stream = None
-        self.cuda = None
+        self.loaded: Optional[LoadedEngine] = None
+        self.context = self.stream = self.cuda = None
         self._io: List[Tuple[str, bool, Tuple[int, ...], str]] = []
         self._bindings: Dict[str, _Binding] = {}
         self._events = None
@@ -83,44 +74,36 @@ class TrtRunner(Runner):
 
     # life cycle ------------------------------------------------------------------------------
     def _activate(self) -> None:
-        from agrideploy.kernels.cuda_memory import open_cuda
-        from agrideploy.optimize.engine_info import check_compatible
-        from agrideploy.optimize.trt_api import TrtApi, load_tensorrt
-
-        trt, gpu = self._trt, self._gpu
-        if trt is None:
-            trt, gpu = load_tensorrt(gpu)
-        self.api = TrtApi(trt)
-        check_compatible(self.path, self.api.version_string, gpu)
-        self._gpu = gpu
-        self.cuda = self._cuda or open_cuda()
-        logger = self.api.logger()
-        trt.init_libnvinfer_plugins(logger, "")  # engines holding EfficientNMS_TRT need it before deserialising
-        self.runtime = trt.Runtime(logger)
-        if self.dla_core is not None:
-            self.runtime.DLA_core = int(self.dla_core)
-        self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
-        if self.engine is None:
-            raise AgrideployError(f"TensorRT {self.api.version_string} cannot load {self.path}; rebuild it on this machine")
-        self.context = self.engine.create_execution_context()
+        self.loaded = loaded = self.loader()
+        self.context = loaded.engine.create_execution_context()
         if self.context is None:
-            raise AgrideployError(f"not enough GPU memory for an execution context of {self.path}")
+            raise AgrideployError(f"not enough GPU memory for an execution context of {loaded.path}")
+        self.cuda = loaded.open_cuda()
         self.stream = self.cuda.stream()
-        self._events = (self.cuda.event(), self.cuda.event())
-        self._io = self.api.io_tensors(self.engine)
+        blocking = not self.spin_wait  # cudaEventBlockingSync: waiting on the end event sleeps, as the stream does
+        self._events = (self.cuda.event(blocking=blocking), self.cuda.event(blocking=blocking))
+        self._io = loaded.api.io_tensors(loaded.engine)
         self._bindings = {name: _Binding(self.cuda, dtype) for name, _, _, dtype in self._io}
 
     def _deactivate(self) -> None:
         for binding in self._bindings.values():
             binding.free()
-        self.context = self.engine = self.runtime = None  # context before engine before runtime
+        if self._graph is not None:
+            self._graph.destroy()
+        for event in self._events or ():
+            event.destroy()
+        if self.stream is not None:
+            self.stream.destroy()
+        self.context = None  # context before engine before runtime
+        if self.loaded is not None:
+            self.loaded.release()
         if self.cuda is not None:
             self.cuda.close()
         self._reset()
 
     # specs -----------------------------------------------------------------------------------
     def _specs(self, inputs: bool) -> List[TensorSpec]:
-        if self.engine is None:
+        if self.loaded is None:
             raise AgrideployError("tensorrt runner used before activate()")
         return [TensorSpec(name, shape, dtype) for name, is_input, shape, dtype in self._io if is_input == inputs]
 
@@ -132,6 +115,17 @@ class TrtRunner(Runner):
     def output_specs(self) -> List[TensorSpec]:
         return self._specs(False)
 
+    @property
+    def max_batch(self) -> Optional[int]:
+        """The largest batch the engine's (first) optimisation profile takes."""
+        limits = []
+        for spec in self.input_specs:
+            if spec.shape and spec.shape[0] > 0:
+                limits.append(spec.shape[0])
+            elif spec.shape:
+                limits.append(int(self.loaded.engine.get_tensor_profile_shape(spec.name, 0)[2][0]))
+        return min(limits) if limits else None
+
     # inference -------------------------------------------------------------------------------
     def _infer(self, feed: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         ctx, cuda, stream = self.context, self.cuda, self.stream
@@ -142,18 +136,17 @@ class TrtRunner(Runner):
             array = np.ascontiguousarray(feed[spec.name], dtype=spec.dtype)
             if len(array.shape) != len(spec.shape) or any(d >= 0 and d != a for d, a in zip(spec.shape, array.shape)):
                 raise AgrideployError(f"input {spec.name} has shape {array.shape}; the engine takes {spec.shape} (-1 = any)")
-            if spec.is_dynamic:
-                ctx.set_input_shape(spec.name, array.shape)
+            if spec.is_dynamic and not ctx.set_input_shape(spec.name, array.shape):
+                raise AgrideployError(f"input {spec.name} shape {array.shape} is outside the engine's profile "
+                                      f"(max batch {self.max_batch}); rebuild with a larger --max-batch / --max-imgsz")
             host = self._bindings[spec.name].ensure(array.shape)
             host[...] = array
-            ctx.set_tensor_address(spec.name, self._bindings[spec.name].device.ptr)
+            self._bind(spec.name)
             shapes.append(array.shape)
             staged.append((self._bindings[spec.name].device, host))
-        outputs = {}
-        for spec in self.output_specs:
-            shape = tuple(int(d) for d in ctx.get_tensor_shape(spec.name))
-            outputs[spec.name] = self._bindings[spec.name].ensure(shape)
-            ctx.set_tensor_address(spec.name, self._bindings[spec.name].device.ptr)
+        outputs = {name: self._bindings[name].ensure(shape) for name, shape in self._output_shapes(shapes).items()}
+        for name in outputs:
+            self._bind(name)
         copy = self.transfers or self._copied_shapes != tuple(shapes)
         if copy:
             for device, host in staged:
@@ -163,12 +156,31 @@ class TrtRunner(Runner):
         self._enqueue(tuple(shapes))
         end.record(stream)
         if copy:
-            for spec in self.output_specs:
-                cuda.copy_dtoh(outputs[spec.name], self._bindings[spec.name].device, stream)
+            for name, host in outputs.items():
+                cuda.copy_dtoh(host, self._bindings[name].device, stream)
             self._copied_shapes = tuple(shapes)
         self._wait()
         self._device_ms = end.elapsed_ms(start)
         return {name: np.array(value) for name, value in outputs.items()}
+
+    def _bind(self, name: str) -> None:
+        if not self.context.set_tensor_address(name, self._bindings[name].device.ptr):
+            raise AgrideployError(f"TensorRT refused the device address of tensor {name}")
+
+    def _output_shapes(self, input_shapes) -> Dict[str, Tuple[int, ...]]:
+        """Every output's shape for these inputs; data-dependent ones are refused, a stale batch is an error."""
+        batch = input_shapes[0][0] if input_shapes and input_shapes[0] else None
+        out = {}
+        for spec in self.output_specs:
+            shape = tuple(int(d) for d in self.context.get_tensor_shape(spec.name))
+            if any(d < 0 for d in shape):
+                raise AgrideployError(
+                    f"output {spec.name} has a data-dependent shape {shape} (a raw ONNX NonMaxSuppression output, say); this "
+                    "runner allocates fixed-size outputs only: export with `agrideploy export --nms onnx|trt|none`")
+            if spec.shape and spec.shape[0] < 0 and batch is not None and shape[0] != batch:
+                raise AgrideployError(f"TensorRT gives output {spec.name} batch {shape[0]} for an input batch of {batch}")
+            out[spec.name] = shape
+        return out
 
     def _enqueue(self, shapes) -> None:
         """execute_async_v3, or the CUDA graph of it once captured for these input shapes."""
@@ -176,12 +188,12 @@ class TrtRunner(Runner):
             self._graph.launch(self.stream)
             return
         if not self.context.execute_async_v3(self.stream.handle):
-            raise AgrideployError(f"TensorRT failed to run {self.path.name}")
+            raise AgrideployError(f"TensorRT failed to run {self.loaded.path.name}")
         if self.use_cuda_graph and not any(s.is_dynamic for s in self.input_specs):
             self._graph = self.cuda.capture(self.stream, lambda: self.context.execute_async_v3(self.stream.handle))
             self._graph_shapes = shapes
             if self._graph is None:
-                print(f"note: CUDA graphs need cuda-python; {self.cuda.name} runs without them", file=sys.stderr)
+                print(f"note: no CUDA graph ({self.cuda.name} cannot capture this engine); running without one", file=sys.stderr)
                 self.use_cuda_graph = False
 
     # what the benchmarks read ----------------------------------------------------------------
@@ -199,22 +211,23 @@ class TrtRunner(Runner):
         return self._device_ms
 
     def memory(self) -> Dict[str, int]:
-        out = {"engine_bytes": self.path.stat().st_size}
-        if self.engine is not None:
-            out["context_device_bytes"] = self.api.device_memory_bytes(self.engine)
+        out = {"engine_bytes": self.loader.path.stat().st_size} if hasattr(self.loader, "path") else {}
+        if self.loaded is not None:
+            out["context_device_bytes"] = self.loaded.api.device_memory_bytes(self.loaded.engine)
             out["io_device_bytes"] = sum(b.device.nbytes for b in self._bindings.values() if b.device is not None)
         return out
 
     def describe(self) -> dict:
-        gpu = self._gpu
+        loaded = self.loaded
+        gpu = loaded.gpu if loaded else None
         return {
             "backend": self.backend,
-            "version": self.api.version_string if self.api else None,
+            "version": loaded.api.version_string if loaded else None,
             "cuda_binding": self.cuda.name if self.cuda else None,
             "gpu": gpu.name if gpu else None,
             "compute_capability": gpu.compute_capability if gpu else None,
             "cuda_graph": self._graph is not None,
             "spin_wait": self.spin_wait,
             "transfers": self.transfers,
-            "engine": str(self.path),
+            "engine": str(getattr(self.loader, "path", "")),
         }

@@ -86,13 +86,14 @@ def run(args) -> int:
         for path in outputs:
             print(path)
         return 0
-    from agrideploy.optimize.trt_build import build_engine
+    from agrideploy.optimize.ort_precision import read_fp32_layers
+    from agrideploy.optimize.trt_build import BuildConfig, Profile, build_engine
 
-    result = build_engine(
-        model, args.output, fp16=args.fp16, int8=args.int8, calib=args.calib, calib_method=args.calib_method,
-        calib_samples=args.calib_samples, min_batch=args.min_batch, opt_batch=args.opt_batch, max_batch=args.max_batch,
-        min_imgsz=args.min_imgsz, opt_imgsz=args.opt_imgsz, max_imgsz=args.max_imgsz, workspace_gib=args.workspace,
-        timing_cache=args.timing_cache, dla=args.dla, fp32_layers_file=args.fp32_layers, force=args.force,
-    )
+    profile = Profile(min_batch=args.min_batch, opt_batch=args.opt_batch, max_batch=args.max_batch,
+                      min_imgsz=args.min_imgsz, opt_imgsz=args.opt_imgsz, max_imgsz=args.max_imgsz)
+    config = BuildConfig(fp16=args.fp16, int8=args.int8, calib=args.calib, calib_method=args.calib_method,
+                         calib_samples=args.calib_samples, profile=profile, workspace_gib=args.workspace,
+                         timing_cache=args.timing_cache, dla=args.dla, fp32_layers=tuple(read_fp32_layers(args.fp32_layers)))
+    result = build_engine(model, args.output, config, force=args.force)
     print(result.engine)
     return 0

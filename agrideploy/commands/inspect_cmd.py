@@ -46,7 +46,7 @@ def run(args) -> int:
         return 0
     if path and Path(path).suffix.lower() in (".engine", ".plan", ".trt"):
         _require_file(path)
-        from agrideploy.optimize.engine_info import describe_engine
+        from agrideploy.sidecar import describe_engine
 
         print(describe_engine(path))
         return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from agrideploy.kernels.cuda_memory import CudaLayer, DeviceBuffer
+from fakes.device import drop_stream_handle, new_stream_handle
 
 FAKE_EVENT_MS = 1.25
 
@@ -18,6 +19,7 @@ class FakeStream:
         self.handle = handle
         self.syncs = 0
         self.queries = 0
+        self.destroyed = False
 
     def synchronize(self) -> None:
         self.syncs += 1
@@ -25,10 +27,16 @@ class FakeStream:
     def spin(self) -> None:
         self.queries += 1  # work is immediate here: the first query finds the stream done
 
+    def destroy(self) -> None:
+        self.destroyed = True
+        drop_stream_handle(self.handle)
+
 
 class FakeEvent:
-    def __init__(self):
+    def __init__(self, blocking: bool):
+        self.blocking = blocking
         self.recorded_on = None
+        self.destroyed = False
 
     def record(self, stream) -> None:
         self.recorded_on = stream
@@ -37,23 +45,33 @@ class FakeEvent:
         assert start.recorded_on is self.recorded_on, "start and end events on different streams"
         return FAKE_EVENT_MS
 
+    def destroy(self) -> None:
+        self.destroyed = True
+
 
 class FakeGraph:
     def __init__(self):
         self.launches = 0
+        self.destroyed = False
 
     def launch(self, stream) -> None:
         self.launches += 1
+
+    def destroy(self) -> None:
+        self.destroyed = True
 
 
 class FakeCuda(CudaLayer):
     name = "fake-cuda"
 
     def __init__(self, graphs: bool = True):
+        super().__init__()
         self.memory = {}
         self.next_ptr = 0x10000
         self.graphs = graphs
         self.graph = None
+        self.events = []
+        self.streams = []
         self.closed = False
 
     def alloc(self, nbytes: int) -> DeviceBuffer:
@@ -66,7 +84,8 @@ class FakeCuda(CudaLayer):
         return np.zeros(tuple(shape), dtype)
 
     def stream(self):
-        return FakeStream(handle=0xBEEF)
+        self.streams.append(FakeStream(handle=new_stream_handle()))
+        return self.streams[-1]
 
     def copy_htod(self, dst, src, stream) -> None:
         self.memory[dst.ptr][: src.nbytes] = np.frombuffer(np.ascontiguousarray(src).tobytes(), np.uint8)
@@ -74,16 +93,16 @@ class FakeCuda(CudaLayer):
     def copy_dtoh(self, dst, src, stream) -> None:
         dst.reshape(-1).view(np.uint8)[:] = self.memory[src.ptr][: dst.nbytes]
 
-    def event(self):
-        return FakeEvent()
+    def event(self, blocking: bool = False):
+        self.events.append(FakeEvent(blocking))
+        return self.events[-1]
 
     def mem_info(self):
         return (1 << 30, 2 << 30)
 
     def capture(self, stream, work):
-        if not self.graphs:
+        if not self.graphs or not work():
             return None
-        work()
         self.graph = FakeGraph()
         return self.graph
 

@@ -7,6 +7,14 @@ setting an unknown attribute on a TensorRT object. A handful of members behave j
 build and an inference to run through (networks have inputs, a build returns a plan, an engine
 has I/O tensors); every call is recorded in `module.fake.calls`. It proves which API a code path
 uses on a given release, never any numerics.
+
+Where the real TensorRT reports a failure by a return value, so does the stand-in, so unchecked
+returns show up: `execute_async_v3` returns False for a stream handle no CUDA stand-in created
+(fakes.device.LIVE_STREAMS), `set_input_shape` for a shape outside the built profile (the old
+shape stays, as in TensorRT), `set_tensor_address` for a null address or an unknown name,
+`set_timing_cache` for a cache written elsewhere (bytes starting b"foreign"), and a weakly typed
+build of an ONNX holding FP16 without the FP16 flag returns no plan. A calibrator set on the
+config is driven during the build, as TensorRT drives it.
 """
 
 from __future__ import annotations
@@ -14,7 +22,9 @@ from __future__ import annotations
 import json
 import types
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Set, Tuple
+
+from fakes.device import LIVE_STREAMS
 
 TABLES = Path(__file__).resolve().parents[1] / "data" / "tensorrt_api"
 # label -> (table file, version string the stand-in reports)
@@ -54,13 +64,23 @@ class FakeEnumValue:
 class World:
     """What the fake GPU 'has': the network's I/O, the plan a build returns, and the call log."""
 
-    def __init__(self, inputs, outputs, layers):
+    def __init__(self, inputs, outputs, layers, data_dependent=()):
         self.inputs: List[Tuple[str, tuple]] = list(inputs)
         self.outputs: List[Tuple[str, tuple]] = list(outputs)
         self.layers: List[Tuple[str, str]] = list(layers)
+        self.data_dependent: Set[str] = set(data_dependent)  # outputs whose free dims TensorRT knows only after running
         self.plan = b"fake-plan"
         self.profile: Dict[str, tuple] = {}
         self.calls: List[Tuple[str, tuple]] = []
+        self.calibration_batches: List[list] = []  # device pointers get_batch returned, per batch
+        self.fp16_graph = False  # the parsed ONNX holds FP16 (weights or casts)
+
+    def accepts(self, name: str, shape: tuple) -> bool:
+        """Whether a context takes `shape` for input `name`: inside its profile, or equal to a static shape."""
+        if name in self.profile:
+            lo, _, hi = self.profile[name]
+            return len(shape) == len(lo) and all(a <= d <= b for a, d, b in zip(lo, shape, hi))
+        return tuple(shape) == tuple(dict(self.inputs)[name])
 
     def names(self) -> List[str]:
         return [name for name, _ in self.calls]
@@ -87,12 +107,12 @@ def _state(obj) -> Dict[str, Any]:
 
 
 def make_fake_tensorrt(release: str, inputs=(("images", (-1, 3, -1, -1)),), outputs=(("output0", (-1, 252, 8)),),
-                       layers=(("/body/Conv", "CONVOLUTION"), ("/Sigmoid", "ACTIVATION"))) -> types.ModuleType:
+                       layers=(("/body/Conv", "CONVOLUTION"), ("/Sigmoid", "ACTIVATION")), data_dependent=()) -> types.ModuleType:
     table_file, version = RELEASES[release]
     table = json.loads((TABLES / table_file).read_text())
     mod = types.ModuleType("tensorrt")
     mod.__version__ = version
-    mod.fake = world = World(inputs, outputs, layers)
+    mod.fake = world = World(inputs, outputs, layers, data_dependent)
 
     def record(name: str, *args) -> None:
         world.calls.append((name, args))
@@ -220,19 +240,56 @@ def _behaviours(mod, world: World, new, record) -> Dict[str, Callable]:
         shapes = _state(ctx).setdefault("shapes", {})
         if name in shapes:
             return shapes[name]
-        batch = next(iter(shapes.values()), (1,))[0]
-        return tuple(batch if d < 0 else d for d in io_shape(name))
+        first = next(iter(shapes.values()), None) or tuple(1 if d < 0 else d for d in world.inputs[0][1])
+        if name in world.data_dependent:
+            return tuple(first[0] if i == 0 and d < 0 else d for i, d in enumerate(io_shape(name)))
+        return tuple(first[i] if d < 0 else d for i, d in enumerate(io_shape(name)))
 
     def set_input_shape(ctx, name, shape):
+        if name not in dict(world.inputs) or not world.accepts(name, tuple(shape)):
+            return False  # TensorRT logs an error and keeps the previous shape
         _state(ctx).setdefault("shapes", {})[name] = tuple(shape)
         return True
+
+    def set_tensor_address(ctx, name, ptr):
+        return bool(ptr) and name in names
+
+    def execute(ctx, stream_handle):
+        return int(stream_handle) in LIVE_STREAMS  # a bad handle: cudaErrorInvalidResourceHandle, enqueue fails
+
+    def parse(parser, path):
+        if not Path(path).is_file():
+            return False
+        world.fp16_graph = onnx_holds_fp16(path)
+        return True
+
+    def set_timing_cache(config, cache, ignore_mismatch=False):
+        if _state(cache)["data"].startswith(b"foreign"):
+            return False  # written on another device or release: rejected
+        _state(config).update(timing_cache=cache)
+        return True
+
+    def build(builder, net, config):
+        calibrator = _state(config).get("int8_calibrator")
+        if calibrator is not None:
+            while True:
+                pointers = calibrator.get_batch([n for n, _ in world.inputs])
+                if pointers is None:
+                    break
+                world.calibration_batches.append(list(pointers))
+        strongly_typed = hasattr(mod.NetworkDefinitionCreationFlag, "STRONGLY_TYPED") and \
+            _state(net)["flags"] & (1 << int(mod.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+        weak = not strongly_typed and hasattr(mod.BuilderFlag, "FP16")
+        if weak and world.fp16_graph and mod.BuilderFlag.FP16 not in _state(config).get("flags", set()):
+            return None  # "Network has FP16 tensors but the FP16 builder flag is not set"
+        return new("IHostMemory", data=world.plan)
 
     names = [n for n, _ in world.inputs] + [n for n, _ in world.outputs]
     return {
         "Builder.create_network": lambda self, flags=0: new("INetworkDefinition", flags=flags),
         "Builder.create_builder_config": lambda self: new("IBuilderConfig"),
         "Builder.create_optimization_profile": lambda self: new("IOptimizationProfile"),
-        "Builder.build_serialized_network": lambda self, net, config: new("IHostMemory", data=world.plan),
+        "Builder.build_serialized_network": build,
         "Builder.platform_has_fast_fp16": lambda self: True,
         "Builder.platform_has_fast_int8": lambda self: True,
         "Builder.num_DLA_cores": lambda self: 2,
@@ -243,11 +300,12 @@ def _behaviours(mod, world: World, new, record) -> Dict[str, Callable]:
         "INetworkDefinition.num_layers": lambda self: len(network_layers(self)),
         "INetworkDefinition.get_layer": lambda self, i: network_layers(self)[i],
         "ILayer.get_output": lambda self, i: tensor(_state(self)["name"] + "_out", (-1,)),
-        "OnnxParser.parse_from_file": lambda self, path: Path(path).is_file(),
+        "OnnxParser.parse_from_file": parse,
         "OnnxParser.num_errors": lambda self: 0,
         "IBuilderConfig.create_timing_cache": lambda self, data=b"": new("ITimingCache", data=bytes(data)),
-        "IBuilderConfig.get_timing_cache": lambda self: _state(self).get("timing_cache") or new("ITimingCache", data=b""),
-        "IBuilderConfig.set_timing_cache": lambda self, cache, ignore_mismatch=False: _state(self).update(timing_cache=cache) or True,
+        "IBuilderConfig.get_timing_cache": lambda self: _state(self).get("timing_cache"),
+        "IBuilderConfig.set_timing_cache": set_timing_cache,
+        "IBuilderConfig.set_flag": lambda self, flag: _state(self).setdefault("flags", set()).add(flag),
         "IBuilderConfig.add_optimization_profile": lambda self, profile: 0,
         "IBuilderConfig.can_run_on_DLA": lambda self, layer: True,
         "ITimingCache.serialize": lambda self: new("IHostMemory", data=b"timing:" + _state(self)["data"]),
@@ -266,8 +324,18 @@ def _behaviours(mod, world: World, new, record) -> Dict[str, Callable]:
         "ICudaEngine.device_memory_size_v2": lambda self: 1 << 20,
         "IExecutionContext.set_input_shape": set_input_shape,
         "IExecutionContext.get_tensor_shape": context_shape,
-        "IExecutionContext.set_tensor_address": lambda self, name, ptr: True,
-        "IExecutionContext.execute_async_v3": lambda self, stream_handle: True,
+        "IExecutionContext.set_tensor_address": set_tensor_address,
+        "IExecutionContext.execute_async_v3": execute,
         "IExecutionContext.set_optimization_profile_async": lambda self, i, stream: True,
         "nptype": lambda dtype: {"FLOAT": "float32", "HALF": "float16", "INT32": "int32", "INT8": "int8", "BOOL": "bool", "INT64": "int64", "UINT8": "uint8"}[dtype.name],
     }
+
+
+def onnx_holds_fp16(path) -> bool:
+    """Whether an ONNX file holds FP16 weights or casts to FP16 (read with the onnx package)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    fp16 = onnx.TensorProto.FLOAT16
+    casts = any(n.op_type == "Cast" and any(a.name == "to" and a.i == fp16 for a in n.attribute) for n in model.graph.node)
+    return casts or any(t.data_type == fp16 for t in model.graph.initializer)

@@ -11,12 +11,16 @@ precision in the ONNX), and that the runner uses the named-tensor API (execute_a
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
+from dataclasses import fields
 
 import numpy as np
 import pytest
 from agrideploy.optimize.gpu_probe import GpuInfo
 from agrideploy.optimize.onnx_meta import read_onnx_summary
-from agrideploy.optimize.trt_build import build_engine
+from agrideploy.optimize.trt_build import BuildConfig, Profile, build_engine
+from agrideploy.optimize.trt_stack import TrtStack, injected_stack
+from agrideploy.runtime.trt_loader import EngineFromPath
 from agrideploy.runtime.trt_runner import TrtRunner
 from fakes.fake_cuda import FAKE_EVENT_MS, FakeCuda
 from fakes.fake_tensorrt import RELEASES, make_fake_tensorrt
@@ -44,8 +48,25 @@ def calib_dir(tmp_path_factory):
     return write_images(tmp_path_factory.mktemp("calib"), 4)
 
 
+PROFILE_FIELDS = {f.name for f in fields(Profile)}
+
+
+def config(**kw) -> BuildConfig:
+    """A BuildConfig from flat keywords (batch / imgsz keywords go into its Profile)."""
+    profile = Profile(**{k: kw.pop(k) for k in list(kw) if k in PROFILE_FIELDS})
+    return BuildConfig(profile=profile, **kw)
+
+
 def _build(trt, onnx_model, tmp_path, gpu=RTX, **kw):
-    return build_engine(onnx_model, tmp_path / "m.engine", trt=trt, gpu=gpu, cuda=FakeCuda(), force=True, **kw)
+    with injected_stack(TrtStack(trt, gpu, FakeCuda)):
+        return build_engine(onnx_model, tmp_path / "m.engine", config(**kw), force=True)
+
+
+@contextmanager
+def running(engine, trt, cuda, gpu=RTX, **kw):
+    """An active TrtRunner on `engine` through the stand-in stack."""
+    with injected_stack(TrtStack(trt, gpu, lambda: cuda)), TrtRunner(EngineFromPath(engine), **kw) as runner:
+        yield runner
 
 
 def _set_flags(trt):
@@ -114,9 +135,8 @@ def test_int8_on_weak_typing_uses_a_calibrator(release, onnx_model, calib_dir, t
     result = _build(trt, onnx_model, tmp_path, int8=True, fp16=True, calib=str(calib_dir), calib_samples=4, calib_method="minmax")
     calibrators = trt.fake.args_of("IBuilderConfig.int8_calibrator=")
     assert len(calibrators) == 1 and isinstance(calibrators[0][0], trt.IInt8MinMaxCalibrator)
-    calib = calibrators[0][0]
-    assert calib.get_batch_size() == 1
-    assert len(calib.get_batch(["images"])) == 1  # a device pointer per input
+    assert calibrators[0][0].get_batch_size() == 1
+    assert len(trt.fake.calibration_batches) == 4 and all(len(p) == 1 for p in trt.fake.calibration_batches)  # 4 images
     assert {"BuilderFlag.INT8", "BuilderFlag.FP16"} <= set(_set_flags(trt))
     assert trt.fake.args_of("IBuilderConfig.set_calibration_profile")
     assert result.build["calib"]["method"] == "minmax"
@@ -205,7 +225,7 @@ def test_runner_uses_named_tensor_api(release, onnx_model, tmp_path):
     trt = make_fake_tensorrt(release)
     result = _build(trt, onnx_model, tmp_path, fp16=True, max_batch=2)
     cuda = FakeCuda()
-    with TrtRunner(result.engine, trt=trt, gpu=RTX, cuda=cuda) as runner:
+    with running(result.engine, trt, cuda) as runner:
         assert [s.name for s in runner.input_specs] == ["images"] and runner.input_specs[0].is_dynamic
         assert runner.record.arch == "tiny-detect"
         out = runner.infer({"images": np.zeros((2, 3, 64, 64), np.float32)})
@@ -216,7 +236,7 @@ def test_runner_uses_named_tensor_api(release, onnx_model, tmp_path):
     names = trt.fake.names()
     assert trt.fake.args_of("IExecutionContext.set_input_shape") == [("images", (2, 3, 64, 64))]
     assert sorted(a[0] for a in trt.fake.args_of("IExecutionContext.set_tensor_address")) == ["images", "output0"]
-    assert trt.fake.args_of("IExecutionContext.execute_async_v3") == [(0xBEEF,)]  # a real, non-default stream
+    assert trt.fake.args_of("IExecutionContext.execute_async_v3") == [(cuda.streams[0].handle,)]  # a real, non-default stream
     assert "IExecutionContext.execute_async_v2" not in names and "IExecutionContext.execute_v2" not in names
     assert names.index("init_libnvinfer_plugins") < names.index("Runtime.deserialize_cuda_engine")
     assert cuda.closed and cuda.memory == {}  # every device buffer freed on deactivate
@@ -228,7 +248,7 @@ def test_runner_replays_a_cuda_graph_for_static_shapes(tmp_path):
     result = _build(trt, static, tmp_path, fp16=True)
     cuda = FakeCuda()
     x = {"images": np.zeros((1, 3, 64, 64), np.float32)}
-    with TrtRunner(result.engine, cuda_graph=True, trt=trt, gpu=RTX, cuda=cuda) as runner:
+    with running(result.engine, trt, cuda, cuda_graph=True) as runner:
         for _ in range(3):
             runner.infer(x)
         assert runner.describe()["cuda_graph"] is True
@@ -261,7 +281,7 @@ def test_runner_spin_wait_and_transfers_modes(spin_wait, transfers, tmp_path):
     result = _build(trt, static, tmp_path, fp16=True)
     cuda = CountingCuda()
     x = {"images": np.zeros((1, 3, 64, 64), np.float32)}
-    with TrtRunner(result.engine, spin_wait=spin_wait, transfers=transfers, trt=trt, gpu=RTX, cuda=cuda) as runner:
+    with running(result.engine, trt, cuda, spin_wait=spin_wait, transfers=transfers) as runner:
         for _ in range(3):
             runner.infer(x)
         stream = runner.stream
@@ -277,16 +297,18 @@ def test_runner_refuses_other_tensorrt_or_gpu(onnx_model, tmp_path):
     result = _build(trt, onnx_model, tmp_path, fp16=True)
     newer = make_fake_tensorrt("10.16")
     with pytest.raises(AgrideployError, match="built with TensorRT 10.3.0.26, this machine has 10.16.0.72"):
-        TrtRunner(result.engine, trt=newer, gpu=RTX, cuda=FakeCuda()).activate()
+        with running(result.engine, newer, FakeCuda()):
+            pass
     with pytest.raises(AgrideployError, match=r"compute 8.9\), this GPU is Orin"):
-        TrtRunner(result.engine, trt=trt, gpu=ORIN, cuda=FakeCuda()).activate()
+        with running(result.engine, trt, FakeCuda(), gpu=ORIN):
+            pass
     assert "Runtime.deserialize_cuda_engine" not in trt.fake.names()  # refused before TensorRT touched it
 
 
 def test_runner_checks_input_shapes(onnx_model, tmp_path):
     trt = make_fake_tensorrt("10.16")
     result = _build(trt, onnx_model, tmp_path, fp16=True)
-    with TrtRunner(result.engine, trt=trt, gpu=RTX, cuda=FakeCuda()) as runner:
+    with running(result.engine, trt, FakeCuda()) as runner:
         with pytest.raises(AgrideployError, match="takes"):
             runner.infer({"images": np.zeros((1, 4, 64, 64), np.float32)})
         with pytest.raises(AgrideployError, match="missing input"):
@@ -303,7 +325,8 @@ def test_prequantized_onnx_needs_no_flags_on_10(tmp_path, onnx_model):
 
     fp16 = to_fp16(onnx_model, tmp_path / "det.fp16.onnx")
     trt = make_fake_tensorrt("10.16")
-    result = build_engine(fp16, trt=trt, gpu=RTX, cuda=FakeCuda())
+    with injected_stack(TrtStack(trt, RTX, FakeCuda)):
+        result = build_engine(fp16)
     assert result.engine.name == "det.fp16.engine"
     assert _set_flags(trt) == [] and trt.fake.args_of("Builder.create_network")[0][0] == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     assert result.build["precision"] == "fp16" and result.build["strongly_typed"]

@@ -35,16 +35,23 @@ def model(tmp_path_factory, gpu):
     return export_tiny(tmp_path_factory.mktemp("gpu") / "det.onnx", "detect", dynamic=True)
 
 
-@pytest.mark.parametrize("cuda_graph", [False, True])
-def test_fp16_engine_matches_onnxruntime(model, tmp_path, cuda_graph):
-    from agrideploy.optimize.trt_build import build_engine
+def _runner(engine, **kw):
+    from agrideploy.runtime.trt_loader import EngineFromPath
     from agrideploy.runtime.trt_runner import TrtRunner
 
-    result = build_engine(model, tmp_path / "det.fp16.engine", fp16=True, max_batch=2, opt_batch=2)
+    return TrtRunner(EngineFromPath(engine), **kw)
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_fp16_engine_matches_onnxruntime(model, tmp_path, cuda_graph):
+    from agrideploy.optimize.trt_build import BuildConfig, Profile, build_engine
+
+    config = BuildConfig(fp16=True, profile=Profile(max_batch=2, opt_batch=2))
+    result = build_engine(model, tmp_path / "det.fp16.engine", config)
     assert result.engine.stat().st_size == result.build["engine_bytes"] > 0
     x = sample_input("detect", batch=2)
     ref = run_ort(model, x)
-    with TrtRunner(result.engine, cuda_graph=cuda_graph) as runner:
+    with _runner(result.engine, cuda_graph=cuda_graph) as runner:
         for _ in range(2):
             got = runner.infer({"images": x})["output0"]
         assert runner.last_device_ms() is not None and runner.last_device_ms() > 0
@@ -54,13 +61,13 @@ def test_fp16_engine_matches_onnxruntime(model, tmp_path, cuda_graph):
 
 
 def test_int8_engine_runs(model, tmp_path):
-    from agrideploy.optimize.trt_build import build_engine
-    from agrideploy.runtime.trt_runner import TrtRunner
+    from agrideploy.optimize.trt_build import BuildConfig, build_engine
 
     calib = write_images(tmp_path / "calib", 8)
-    result = build_engine(model, tmp_path / "det.int8.engine", int8=True, fp16=True, calib=str(calib), calib_samples=8)
+    config = BuildConfig(int8=True, fp16=True, calib=str(calib), calib_samples=8)
+    result = build_engine(model, tmp_path / "det.int8.engine", config)
     x = sample_input("detect")
-    with TrtRunner(result.engine) as runner:
+    with _runner(result.engine) as runner:
         got = runner.infer({"images": x})["output0"]
     ref = run_ort(model, x)
     assert got.shape == ref.shape and np.isfinite(got).all()

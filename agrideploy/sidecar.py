@@ -1,4 +1,4 @@
-"""An engine's sidecar (`<engine>.json`): what built it, read without TensorRT.
+"""An engine's sidecar (`<engine>.json`): what built it, read without TensorRT or anything of optimize/.
 
 A TensorRT plan only loads on the TensorRT release and GPU architecture that built it; the
 sidecar records both, so a mismatch is refused with a sentence instead of a crash or a
@@ -45,8 +45,7 @@ def check_compatible(engine: str | Path, trt_version: str, gpu) -> None:
         return
     build = data["build"]
     built_with = str(build.get("tensorrt", "?"))
-    portable = "VERSION_COMPATIBLE" in build.get("flags", [])
-    if not portable and _release(built_with) != _release(trt_version):
+    if _release(built_with) != _release(trt_version):
         raise AgrideployError(
             f"{engine} was built with TensorRT {built_with}, this machine has {trt_version}: "
             f"rebuild it here with `agrideploy build {build.get('onnx', 'model.onnx')}`"
