@@ -46,7 +46,7 @@ def create_model(
     if bands <= 0:
         raise AgrideployError(f"--channels must be at least 1, got {bands}")
     names = zoo.class_names(classes, None, spec.classes)
-    module, builder = zoo.build_module(spec, channels=bands, num_classes=len(names), output_stride=int(output_stride or 16))
+    module, builder = zoo.build_module(spec, channels=bands, num_classes=len(names), output_stride=output_stride)
     module = module.float().eval().requires_grad_(False)
     record = zoo.make_record(spec, module, names=names, channels=bands, imgsz=imgsz, output_stride=output_stride)
     match = KeyMatch(total=len(module.state_dict()))
@@ -195,7 +195,7 @@ def _read_state_dict(sd: Dict[str, Any], path: Path, opts: LoadOptions) -> Loade
         raise AgrideployError("--output-stride applies to DeepLabV3+ segmenters only")
     found = state_dict.num_classes(sd, spec.task)
     names = zoo.class_names(opts.classes, None if found is None else [f"class{i}" for i in range(found)], spec.classes)
-    module, builder = zoo.build_module(spec, channels=channels, num_classes=len(names), output_stride=int(opts.output_stride or 16))
+    module, builder = zoo.build_module(spec, channels=channels, num_classes=len(names), output_stride=opts.output_stride)
     match = load_weights(module, sd, where)
     module = module.float().eval()
     record = zoo.make_record(spec, module, names=names, channels=channels, imgsz=opts.imgsz, output_stride=opts.output_stride)

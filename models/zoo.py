@@ -18,25 +18,28 @@ from agrideploy.record import ModelRecord, parse_imgsz
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """Record defaults of one architecture name; `family` picks the builder."""
+    """One architecture: which builder makes it, the record defaults that go with it, its family in reports."""
 
     name: str
-    family: str  # "yolo" or "deeplab"
+    builder: str  # "yolo" or "deeplab": the builder that makes the module
+    display: str  # the family a report shows, e.g. "EfficientNetV2-YOLOv5"
     summary: str
     classes: int
     imgsz: int
+    norm: str = "unit"  # input convention: a key of NORMALISATIONS
+    output_stride: int = 16  # segmenters: the default output stride (not stored in weights)
 
     @property
     def task(self) -> str:
-        return "detect" if self.family == "yolo" else "segment"
+        return "detect" if self.builder == "yolo" else "segment"
 
 
-def _yolo(name: str, summary: str) -> ArchSpec:
-    return ArchSpec(name, "yolo", summary, classes=80, imgsz=640)
+def _yolo(name: str, summary: str, display: str = "YOLOv5") -> ArchSpec:
+    return ArchSpec(name, "yolo", display, summary, classes=80, imgsz=640)
 
 
-def _deeplab(name: str, summary: str) -> ArchSpec:
-    return ArchSpec(name, "deeplab", summary, classes=6, imgsz=512)
+def _deeplab(name: str, summary: str, norm: str = "tf") -> ArchSpec:
+    return ArchSpec(name, "deeplab", "DeepLabV3+", summary, classes=6, imgsz=512, norm=norm)
 
 
 ARCHS: Dict[str, ArchSpec] = {
@@ -45,11 +48,34 @@ ARCHS: Dict[str, ArchSpec] = {
         _yolo("yolov5n", "YOLOv5 nano (depth 0.33, width 0.25), strides 8/16/32"),
         _yolo("yolov5s", "YOLOv5 small (depth 0.33, width 0.50), strides 8/16/32"),
         _yolo("yolov5m", "YOLOv5 medium (depth 0.67, width 0.75), strides 8/16/32"),
-        _yolo("effv2s-yolov5", "EfficientNetV2-S backbone, YOLOv5 PAN neck and Detect at 8/16/32"),
-        _yolo("effv2b0-yolov5", "EfficientNetV2-B0 backbone, YOLOv5 PAN neck and Detect at 8/16/32"),
-        *(_deeplab(name, summary) for name, summary in DEEPLAB_ARCHS.items()),
+        _yolo("effv2s-yolov5", "EfficientNetV2-S backbone, YOLOv5 PAN neck and Detect at 8/16/32", "EfficientNetV2-YOLOv5"),
+        _yolo("effv2b0-yolov5", "EfficientNetV2-B0 backbone, YOLOv5 PAN neck and Detect at 8/16/32", "EfficientNetV2-YOLOv5"),
+        *(_deeplab(name, arch.summary, arch.norm) for name, arch in DEEPLAB_ARCHS.items()),
     )
 }
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def input_normalisation(norm: str, channels: int) -> Tuple[float, Optional[List[float]], Optional[List[float]]]:
+    """(input_scale, mean, std) of an input convention; `(p * scale - mean) / std`.
+
+    unit: pixels / 255 (YOLOv5, bubbliiiing); imagenet: then ImageNet mean/std (known for 3 bands
+    only: other band counts get None, to be set from the dataset); tf: TF DeepLab's [-1, 1].
+    """
+    if norm == "unit":
+        return 1.0 / 255.0, None, None
+    if norm == "imagenet":
+        return (1.0 / 255.0, list(IMAGENET_MEAN), list(IMAGENET_STD)) if channels == 3 else (1.0 / 255.0, None, None)
+    if norm == "tf":
+        return 1.0 / 255.0, [0.5] * channels, [0.5] * channels
+    raise AgrideployError(f"unknown input convention {norm!r}")
+
+
+def display_family(arch: str) -> str:
+    """The family a report groups `arch` under (the name itself for an architecture outside the zoo)."""
+    return ARCHS[arch].display if arch in ARCHS else arch
 
 
 def list_archs() -> List[Tuple[str, str]]:
@@ -77,12 +103,8 @@ def spec_for(arch: str, task: str) -> ArchSpec:
 
 
 def normalisation(spec: ArchSpec, channels: int) -> Tuple[float, Optional[List[float]], Optional[List[float]]]:
-    """(input_scale, mean, std): YOLOv5 divides by 255 only; each DeepLab family has its own convention."""
-    if spec.family == "yolo":
-        return 1.0 / 255.0, None, None
-    from agrideploy.models.deeplab import deeplab_normalisation
-
-    return deeplab_normalisation(spec.name, channels)
+    """(input_scale, mean, std) of the architecture's input convention."""
+    return input_normalisation(spec.norm, channels)
 
 
 def class_names(classes: Union[None, int, Sequence[str]], known: Optional[Sequence[str]], default: int) -> List[str]:
@@ -103,14 +125,14 @@ def check_channels(channels: Optional[int], found: int) -> int:
     return found
 
 
-def build_module(spec: ArchSpec, *, channels: int, num_classes: int, output_stride: int):
+def build_module(spec: ArchSpec, *, channels: int, num_classes: int, output_stride: Optional[int] = None):
     """A fresh module with random weights, and the builder dict that rebuilds it."""
-    if spec.family == "yolo":
+    if spec.builder == "yolo":
         from agrideploy.models.yolo import DetectionModel, config_path
 
         module = DetectionModel(config_path(spec.name), ch=channels, nc=num_classes)
         return module, yolo_builder(module)
-    builder = {"kind": "deeplab", "arch": spec.name, "output_stride": output_stride}
+    builder = {"kind": "deeplab", "arch": spec.name, "output_stride": int(output_stride or spec.output_stride)}
     return build_from(builder, channels=channels, num_classes=num_classes), builder
 
 
@@ -177,5 +199,5 @@ def make_record(
         if any(v % record.max_stride for v in size):
             raise AgrideployError(f"--imgsz {size[0]} {size[1]} is not a multiple of the model's largest stride {record.max_stride}")
     else:
-        record.output_stride = int(output_stride or 16)
+        record.output_stride = int(output_stride or spec.output_stride)
     return record

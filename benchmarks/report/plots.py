@@ -52,7 +52,9 @@ def _colours(keys: Sequence[str]) -> Dict[str, Any]:
 
 
 def _is_effnet(model: str) -> bool:
-    return "eff" in model.lower()
+    from agrideploy.models.zoo import display_family
+
+    return display_family(model).startswith("EfficientNetV2")
 
 
 def _log_if_wide(ax, values: Sequence[float], axis: str = "y") -> None:

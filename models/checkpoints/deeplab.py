@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
-from agrideploy.models.deeplab import build_deeplab, deeplab_normalisation
+from agrideploy.models.deeplab import DEEPLAB_ARCHS, build_deeplab, deeplab_normalisation
 from agrideploy.models.loaded import KeyMatch
 
 from agrideploy.errors import AgrideployError
@@ -92,11 +92,6 @@ def _strip_wrapper(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
     return dict(state_dict)
 
 
-def _repo_and_backbone(arch: str) -> Tuple[str, str]:
-    parts = arch.split("-")  # deeplabv3plus-<backbone>[-<repo>]
-    return (parts[2] if len(parts) > 2 else "agrideploy"), parts[1]
-
-
 def read_deeplab_state_dict(state_dict: Mapping[str, Any], output_stride: int = 16, strict: bool = True):
     """(module float32 eval, info) for a DeepLabV3+ state dict of a known family.
 
@@ -126,7 +121,7 @@ def read_deeplab_state_dict(state_dict: Mapping[str, Any], output_stride: int = 
     tensors = {k: _as_tensor(torch, v, expected[k].dtype) for k, v in sd.items() if k not in bad}
     module.load_state_dict(tensors, strict=False)
     module = module.float().eval()
-    family, backbone = _repo_and_backbone(arch)
+    family, backbone = DEEPLAB_ARCHS[arch].repo, DEEPLAB_ARCHS[arch].backbone
     scale, mean, std = deeplab_normalisation(arch, in_channels)
     info = {
         "arch": arch,

@@ -5,21 +5,32 @@ Light on purpose: importing this package does not import torch; `build_deeplab` 
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
-# name -> one-line summary (the zoo lists these)
+
+class DeepLabArch(NamedTuple):
+    """What an architecture name means: its summary, source repo, backbone and input convention."""
+
+    summary: str
+    repo: str  # a key of checkpoints.deeplab.REPOS
+    backbone: str
+    norm: str  # input convention of its training code: a key of zoo.NORMALISATIONS
+
+
 DEEPLAB_ARCHS = {
-    "deeplabv3plus-xception": "DeepLabV3+ with aligned Xception-65 as in the paper (separable ASPP/decoder, BN eps 1e-3)",
-    "deeplabv3plus-mobilenetv2": "DeepLabV3+ with MobileNetV2 and the paper's separable ASPP/decoder",
-    "deeplabv3plus-xception-bubbliiiing": "bubbliiiing/deeplabv3-plus-pytorch Xception model, key for key",
-    "deeplabv3plus-mobilenetv2-bubbliiiing": "bubbliiiing/deeplabv3-plus-pytorch MobileNetV2 model, key for key",
-    "deeplabv3plus-xception-jfzhang95": "jfzhang95/pytorch-deeplab-xception Xception model, key for key",
-    "deeplabv3plus-mobilenetv2-jfzhang95": "jfzhang95/pytorch-deeplab-xception MobileNetV2 model, key for key",
+    "deeplabv3plus-xception": DeepLabArch(
+        "DeepLabV3+ with aligned Xception-65 as in the paper (separable ASPP/decoder, BN eps 1e-3)", "agrideploy", "xception", "tf"),
+    "deeplabv3plus-mobilenetv2": DeepLabArch(
+        "DeepLabV3+ with MobileNetV2 and the paper's separable ASPP/decoder", "agrideploy", "mobilenetv2", "tf"),
+    "deeplabv3plus-xception-bubbliiiing": DeepLabArch(
+        "bubbliiiing/deeplabv3-plus-pytorch Xception model, key for key", "bubbliiiing", "xception", "unit"),
+    "deeplabv3plus-mobilenetv2-bubbliiiing": DeepLabArch(
+        "bubbliiiing/deeplabv3-plus-pytorch MobileNetV2 model, key for key", "bubbliiiing", "mobilenetv2", "unit"),
+    "deeplabv3plus-xception-jfzhang95": DeepLabArch(
+        "jfzhang95/pytorch-deeplab-xception Xception model, key for key", "jfzhang95", "xception", "imagenet"),
+    "deeplabv3plus-mobilenetv2-jfzhang95": DeepLabArch(
+        "jfzhang95/pytorch-deeplab-xception MobileNetV2 model, key for key", "jfzhang95", "mobilenetv2", "imagenet"),
 }
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 def build_deeplab(arch: str, in_channels: int = 3, num_classes: int = 6, output_stride: int = 16):
     """A DeepLabV3+ nn.Module of the named architecture, freshly initialised (imports torch)."""
@@ -35,10 +46,6 @@ def deeplab_normalisation(arch: str, channels: int) -> Tuple[float, Optional[Lis
     std (known for 3 bands only: other band counts get None, to be set from the dataset); the
     paper's models take TF DeepLab's [-1, 1] range.
     """
-    if arch.endswith("-bubbliiiing"):
-        return 1.0 / 255.0, None, None
-    if arch.endswith("-jfzhang95"):
-        if channels == 3:
-            return 1.0 / 255.0, list(IMAGENET_MEAN), list(IMAGENET_STD)
-        return 1.0 / 255.0, None, None
-    return 1.0 / 255.0, [0.5] * channels, [0.5] * channels
+    from agrideploy.models.zoo import input_normalisation
+
+    return input_normalisation(DEEPLAB_ARCHS[arch].norm, channels)
