@@ -70,11 +70,11 @@ def tool_versions(packages: Sequence[str]) -> Dict[str, Optional[str]]:
 
 def engine_target() -> Dict[str, Any]:
     """The GPU and TensorRT an engine is built for (they decide whether it loads): part of its key."""
-    from agrideploy.optimize.trt_api import load_tensorrt
+    from agrideploy.optimize.trt_stack import current_stack
 
-    trt, gpu = load_tensorrt()
-    return {"tensorrt": str(trt.__version__), "gpu": gpu.name, "compute_capability": gpu.compute_capability,
-            "agrideploy": tool_versions(())["agrideploy"]}
+    stack = current_stack()
+    return {"tensorrt": str(stack.trt.__version__), "gpu": stack.gpu.name,
+            "compute_capability": stack.gpu.compute_capability, "agrideploy": tool_versions(())["agrideploy"]}
 
 
 def weights_sha256(module: Any) -> str:
@@ -142,15 +142,26 @@ class Artefacts:
 
     def engine(self, onnx: Path, precision: str) -> Path:
         """A TensorRT engine of the FP32 ONNX `onnx` at `precision`, for this GPU and TensorRT."""
-        settings = dict(self._recipe(precision), max_batch=self.max_batch)
+        from agrideploy.optimize.trt_build import build_engine
+
+        config = self.build_config(precision)
+        settings = dict(self._recipe(precision), build=config.to_dict())
         key = cache_key("engine", sha256_file(onnx), settings, engine_target())
         out = self._slot("engines", key, f"{onnx.stem}.{precision}.engine")
         if out.is_file():
             return out
         out.parent.mkdir(parents=True, exist_ok=True)
         self.say(f"building a TensorRT {precision} engine of {onnx.name}")
-        build_engine_for(onnx, out, precision, self.calibration, self.max_batch)
+        build_engine(onnx, out, config, force=True)
         return out
+
+    def build_config(self, precision: str):
+        """The engine recipe: TensorRT's builder at `precision`, INT8 calibrated per `calibration`."""
+        from agrideploy.optimize.trt_build import BuildConfig, Profile
+
+        int8, cal = precision == "int8", self.calibration
+        return BuildConfig(fp16=precision == "fp16", int8=int8, calib=cal.source if int8 else None, calib_method=cal.method,
+                           calib_samples=cal.samples, profile=Profile(max_batch=self.max_batch))
 
     def get(self, onnx: Path, precision: str, target: str) -> Path:
         """Artefact of `onnx` at `precision` for `target` (one of TARGETS)."""
@@ -167,17 +178,6 @@ class Artefacts:
         cal = self.calibration
         images = [] if cal.source == RANDOM else [str(p) for p in calibration_images(cal.source)[:cal.samples]]
         return {"precision": precision, "calibration": asdict(cal), "images": images}
-
-
-def build_engine_for(onnx: Path, out: Path, precision: str, calibration: Calibration, max_batch: int) -> Path:
-    """The engine recipe: TensorRT's builder at `precision`, INT8 calibrated per `calibration`."""
-    from agrideploy.optimize.trt_build import BuildConfig, Profile, build_engine
-
-    int8 = precision == "int8"
-    config = BuildConfig(fp16=precision == "fp16", int8=int8, calib=calibration.source if int8 else None,
-                         calib_method=calibration.method, calib_samples=calibration.samples, profile=Profile(max_batch=max_batch))
-    build_engine(onnx, out, config, force=True)
-    return out
 
 
 def default_cache_dir(beside: Optional[Path] = None) -> Path:

@@ -24,8 +24,8 @@ def _dataset(root: Path) -> Path:
 def test_calib_samples_and_data_images_reach_engines_and_int8_onnx(tmp_path, monkeypatch):
     engine_calls, onnx_calls = [], []
 
-    def build_engine(onnx, out, **kwargs):
-        engine_calls.append(kwargs)
+    def build_engine(onnx, out, config, force=False):
+        engine_calls.append(dict(config.to_dict(), max_batch=config.profile.max_batch))
         Path(out).write_bytes(b"plan")
 
     def to_int8(onnx, out, **kwargs):

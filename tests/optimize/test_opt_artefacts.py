@@ -38,8 +38,8 @@ class _Builds:
         monkeypatch.setattr(A, "engine_target", lambda: dict(self.target))
         monkeypatch.setattr(trt_build, "build_engine", self.build)
 
-    def build(self, onnx, out, **kwargs):
-        self.calls.append(kwargs)
+    def build(self, onnx, out, config, force=False):
+        self.calls.append(dict(config.to_dict(), max_batch=config.profile.max_batch))
         Path(out).write_bytes(b"plan")
 
 
