@@ -9,7 +9,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 TORCH_SPEC ?= $(if $(HAS_GPU),torch,torch==2.13.0)
-EXTRAS ?= export,report,geo,dev
+EXTRAS ?= export,report,geo,distributed,dev
 DEMO_OUT ?= demo-output
 
 .PHONY: setup demo test lint clean

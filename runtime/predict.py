@@ -72,41 +72,65 @@ def predict_detect(runner: Runner, sources: Sequence[Path], out_dir: Path, *, co
     from agrideploy.runtime.detect import DetectionPipeline
 
     pipe = DetectionPipeline(runner, conf=conf, iou=iou, max_det=max_det, ops=ops)
-    names = runner.record.names
-    entries = []
     tqdm = require("tqdm").tqdm
-    for path in tqdm(sources, desc="predict", unit="image", disable=not progress or len(sources) < 2, leave=False):
-        image = read_image(path, bands)
-        dets = pipe(image)
-        hw = image.shape[:2]
-        write_text_atomic(out_dir / f"{path.stem}.txt", outputs.yolo_lines(dets, hw), force=force)
-        outputs.save_annotated(out_dir / f"{path.stem}{annotated_suffix(path)}", image, dets, names, force=force)
-        entries.append(outputs.detection_entry(str(path), dets, names, hw))
-    doc = {"task": "detect", "model": runner.record.to_dict(), "backend": runner.describe(),
-           "thresholds": {"conf": conf, "iou": iou, "max_det": max_det}, "images": entries}
-    outputs.write_json(out_dir / "predictions.json", doc, force=force)
+    entries = [detect_image(pipe, path, out_dir, bands=bands, force=force)
+               for path in tqdm(sources, desc="predict", unit="image", disable=not progress or len(sources) < 2, leave=False)]
+    outputs.write_json(out_dir / "predictions.json", detect_doc(runner, pipe, entries), force=force)
     return PredictSummary("detect", len(sources), out_dir, pipe.timer.medians(), kernels=pipe.ops.name)
+
+
+def detect_image(pipe, path: Path, out_dir: Path, *, bands=None, force=False) -> dict:
+    """Detect on one image, write its `<stem>.txt` and annotated copy; its predictions.json entry."""
+    names = pipe.runner.record.names
+    image = read_image(path, bands)
+    dets = pipe(image)
+    hw = image.shape[:2]
+    write_text_atomic(out_dir / f"{path.stem}.txt", outputs.yolo_lines(dets, hw), force=force)
+    outputs.save_annotated(out_dir / f"{path.stem}{annotated_suffix(path)}", image, dets, names, force=force)
+    return outputs.detection_entry(str(path), dets, names, hw)
+
+
+def detect_doc(runner: Runner, pipe, entries: List[dict]) -> dict:
+    """predictions.json of a detection run."""
+    return {"task": "detect", "model": runner.record.to_dict(), "backend": runner.describe(),
+            "thresholds": {"conf": pipe.conf, "iou": pipe.iou, "max_det": pipe.max_det}, "images": entries}
 
 
 def predict_segment(runner: Runner, sources: Sequence[Path], out_dir: Path, *, tile: Optional[int] = None,
                     overlap=0.5, blend="mean", batch=64, bands=None, force=False, progress=True, ops=None) -> PredictSummary:
-    from agrideploy.runtime.scene import open_scene
     from agrideploy.runtime.segment import SegmentationPipeline
 
     pipe = SegmentationPipeline(runner, tile=tile, overlap=overlap, blend=blend, batch=batch, ops=ops)
-    names = runner.record.names
-    entries = []
-    for path in sources:
-        with open_scene(path, bands) as scene:
-            check_bands(scene.count, runner.record)
-            classes_path = out_dir / f"{path.stem}_classes.tif"
-            with outputs.ClassMapWriter(classes_path, scene, names, force=force) as writer:
-                pipe.predict(scene, writer.write_rows, progress=progress)
-            entries.append({"image": str(path), "height": scene.height, "width": scene.width,
-                            "class_map": str(classes_path), "pixels": writer.summary()})
-        outputs.save_preview(out_dir / f"{path.stem}_preview.png", outputs.read_preview_mask(classes_path), names, force=force)
-    doc = {"task": "segment", "model": runner.record.to_dict(), "backend": runner.describe(),
-           "tiling": {"tile": list(pipe.tile_hw), "overlap": overlap, "blend": blend, "batch": batch}, "scenes": entries}
-    outputs.write_json(out_dir / "predictions.json", doc, force=force)
+    entries = [segment_scene(pipe, path, out_dir, bands=bands, force=force, progress=progress) for path in sources]
+    outputs.write_json(out_dir / "predictions.json", segment_doc(runner, pipe, entries), force=force)
     return PredictSummary("segment", len(sources), out_dir, pipe.stage_ms(), tiles=pipe.tiles, seconds=pipe.seconds,
                           kernels=pipe.ops.name)
+
+
+def segment_scene(pipe, path: Path, out_dir: Path, *, bands=None, force=False, progress=False, predict=None) -> dict:
+    """Class map and preview of one scene; its predictions.json entry.
+
+    `predict(scene, write_rows)` fills the class map (default: the pipeline, strip by strip).
+    """
+    from agrideploy.runtime.scene import open_scene
+
+    names = pipe.runner.record.names
+    with open_scene(path, bands) as scene:
+        check_bands(scene.count, pipe.runner.record)
+        classes_path = out_dir / f"{path.stem}_classes.tif"
+        with outputs.ClassMapWriter(classes_path, scene, names, force=force) as writer:
+            if predict is None:
+                pipe.predict(scene, writer.write_rows, progress=progress)
+            else:
+                predict(scene, writer.write_rows)
+        entry = {"image": str(path), "height": scene.height, "width": scene.width,
+                 "class_map": str(classes_path), "pixels": writer.summary()}
+    outputs.save_preview(out_dir / f"{path.stem}_preview.png", outputs.read_preview_mask(classes_path), names, force=force)
+    return entry
+
+
+def segment_doc(runner: Runner, pipe, entries: List[dict]) -> dict:
+    """predictions.json of a segmentation run."""
+    return {"task": "segment", "model": runner.record.to_dict(), "backend": runner.describe(),
+            "tiling": {"tile": list(pipe.tile_hw), "overlap": pipe.overlap, "blend": pipe.blend, "batch": pipe.batch},
+            "scenes": entries}

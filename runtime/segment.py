@@ -24,6 +24,11 @@ from agrideploy.lazy import require
 STRIP_ROWS = 256  # scene rows per strip: bounds memory to about bands x 256 x width floats
 
 
+def strip_window_rows(grid: TileGrid) -> int:
+    """Window rows per strip: about STRIP_ROWS scene rows (scene.blocks replays the same strips and batches)."""
+    return max(1, STRIP_ROWS // grid.step[0])
+
+
 class SegmentationPipeline:
     """`SegmentationPipeline(runner, tile=None, overlap=0.5, blend="mean", batch=64)`; the runner must be active.
 
@@ -65,18 +70,17 @@ class SegmentationPipeline:
         grid = TileGrid((scene.height, scene.width), self.tile_hw, self.overlap)
         tqdm = require("tqdm").tqdm
         bar = tqdm(total=grid.count, desc=f"tiles {self.tile_hw[0]}x{self.tile_hw[1]}", unit="tile", disable=not progress, leave=False)
-        rows_per_strip = max(1, STRIP_ROWS // grid.step[0])
         start = time.perf_counter()
         try:
             predict_tiled(
                 grid,
-                lambda r0, r1: self._read(scene, r0, r1),
-                self._scores,
+                lambda r0, r1: self.read_input(scene, r0, r1),
+                self.tile_scores,
                 write_rows,
                 classes=self.classes,
                 blend=self.blend,
                 batch=self.batch,
-                rows_per_strip=rows_per_strip,
+                rows_per_strip=strip_window_rows(grid),
                 on_tiles=bar.update,
                 argmax=self.ops.seg_argmax,
             )
@@ -101,13 +105,14 @@ class SegmentationPipeline:
         totals["post"] = max(0.0, self.seconds * 1e3 - totals["pre"] - totals["infer"])
         return totals
 
-    def _read(self, scene, r0: int, r1: int) -> np.ndarray:
+    def read_input(self, scene, r0: int, r1: int) -> np.ndarray:
+        """Normalised (C, r1 - r0, W) model input of scene rows r0:r1."""
         self.timer.start("pre")
         chw = normalize(scene.read_rows(r0, r1), self.runner.record, np.float32)
         self.timer.stop()
         return chw
 
-    def _scores(self, tiles: np.ndarray) -> np.ndarray:
+    def tile_scores(self, tiles: np.ndarray) -> np.ndarray:
         """(n, K, th, tw) float32 scores of a batch of tiles, run in the model's own batch size."""
         self.timer.start("infer")
         step = self.model_batch or len(tiles)

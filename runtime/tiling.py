@@ -85,6 +85,11 @@ class TileGrid:
         ends = [g[0] for g in groups[1:]] + [self.h]
         return list(zip(groups, ends))
 
+    def strip_batches(self, ys: Sequence[int], batch: int) -> List[List[Tuple[int, int]]]:
+        """Window origins (y, x) of one strip's window rows, row-major, in inference batches of `batch`."""
+        origins = [(y, x) for y in ys for x in self.xs]
+        return [origins[start : start + batch] for start in range(0, len(origins), batch)]
+
 
 def predict_tiled(
     grid: TileGrid,
@@ -109,9 +114,7 @@ def predict_tiled(
         if grow > 0:
             acc = np.concatenate([acc, np.zeros((classes, grow, grid.w), np.float32)], axis=1)
         rows = read_rows(top, bottom)
-        origins = [(y, x) for y in ys for x in grid.xs]
-        for start in range(0, len(origins), batch):
-            chunk = origins[start : start + batch]
+        for chunk in grid.strip_batches(ys, batch):
             tiles = np.stack([rows[:, y - top : y - top + grid.th, x : x + grid.tw] for y, x in chunk])
             scores = predict(tiles)
             for (y, x), s in zip(chunk, scores):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from agrideploy.commands.common import add_model_source, load_model_from_args
+from agrideploy.errors import AgrideployError
 
 
 def register(sub) -> None:
@@ -32,6 +33,12 @@ def register(sub) -> None:
     seg.add_argument("--overlap", type=float, default=0.5, help="overlap of neighbouring tiles, 0 to <1 (default 0.5)")
     seg.add_argument("--blend", choices=("mean", "gaussian", "cosine"), default="mean", help="weighting of overlapping tiles")
     seg.add_argument("--batch", type=int, default=64, help="tiles per inference call (default 64)")
+    dask = p.add_argument_group("Dask cluster (pip install 'agrideploy[distributed]')")
+    dask.add_argument("--scheduler", metavar="ADDRESS", help="spread the work over the Dask cluster at ADDRESS (tcp://host:8786)")
+    dask.add_argument("--workers", type=int, metavar="N", help="spread the work over N local Dask worker processes")
+    dask.add_argument("--block-mb", type=float, metavar="MB",
+                      help="split a GeoTIFF scene whose working set exceeds MB into row blocks (default: 1/4 of a worker's memory)")
+    dask.add_argument("--images-per-task", type=int, default=16, metavar="N", help="detection images per Dask task (default 16)")
     p.set_defaults(func=run)
 
 
@@ -40,11 +47,16 @@ def run(args) -> int:
     from agrideploy.runtime import predict
     from agrideploy.runtime.select import artefact_kind, open_runner
 
+    on_cluster = bool(args.scheduler or args.workers is not None)
+    if on_cluster:
+        check_cluster_args(args)
     bands = parse_bands(args.bands)
     sources = predict.list_sources(args.source)
     model = args.model
     if artefact_kind(model) == "checkpoint":
         model = load_model_from_args(args, source=model)
+    if on_cluster:
+        return run_on_cluster(args, model, sources, bands)
     runner = open_runner(model, args.backend, device=args.device)
     with runner:
         task = runner.record.task
@@ -57,3 +69,27 @@ def run(args) -> int:
                                               batch=args.batch, bands=bands, force=args.force)
     print(summary.format(), file=sys.stderr)
     return 0
+
+
+def check_cluster_args(args) -> None:
+    if args.scheduler and args.workers is not None:
+        raise AgrideployError("give --scheduler or --workers, not both")
+    for flag, value in (("--workers", args.workers), ("--images-per-task", args.images_per_task)):
+        if value is not None and value < 1:
+            raise AgrideployError(f"{flag} must be at least 1, got {value}")
+    if args.block_mb is not None and not args.block_mb > 0:
+        raise AgrideployError(f"--block-mb must be positive, got {args.block_mb}")
+
+
+def run_on_cluster(args, model, sources, bands) -> int:
+    """Scenes or image batches spread over Dask workers (runtime.dask_predict); 2 if any failed."""
+    from agrideploy.runtime.dask_predict import PredictSettings, dask_client, predict_on_cluster
+
+    settings = PredictSettings(conf=args.conf, iou=args.iou, max_det=args.max_det, tile=args.tile, overlap=args.overlap,
+                               blend=args.blend, batch=args.batch, bands=tuple(bands) if bands else None)
+    with dask_client(args.scheduler, args.workers) as client:
+        summary = predict_on_cluster(client, model, sources, args.output, settings, backend=args.backend, device=args.device,
+                                     force=args.force, images_per_task=args.images_per_task,
+                                     budget_bytes=int(args.block_mb * (1 << 20)) if args.block_mb else None)
+    print(summary.format(), file=sys.stderr)
+    return 2 if summary.failed else 0
