@@ -85,8 +85,11 @@ def scene_blocks(path: Path, facts: dict, bands, budget: int) -> Optional[List[T
     from agrideploy.runtime.scene_blocks import plan_blocks
     from agrideploy.runtime.tiling import TileGrid
 
-    with open_raster(path) as src:
-        h, w = src.height, src.width
+    try:
+        with open_raster(path) as src:
+            h, w = src.height, src.width
+    except AgrideployError:
+        return None  # an unreadable scene fails in its task, where it is reported with the others
     channels, classes = facts["channels"], facts["classes"]
     if 4 * h * w * (channels + classes) <= budget or h < facts["tile"][0] or w < facts["tile"][1]:
         return None  # small enough (or too small for a tile: the scene task says so)
