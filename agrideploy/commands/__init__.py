@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-VERBS = ("export", "build", "predict", "bench", "report", "inspect", "demo")
+VERBS = ("export", "export-triton", "build", "predict", "bench", "report", "inspect", "demo")
 
 
 def load_verb(verb: str) -> ModuleType:
-    return importlib.import_module(f"agrideploy.commands.{verb}_cmd")
+    return importlib.import_module(f"agrideploy.commands.{verb.replace('-', '_')}_cmd")
