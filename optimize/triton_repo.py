@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from agrideploy.optimize.engine_info import read_sidecar
 from agrideploy.optimize.onnx_meta import read_onnx_summary
 
 from agrideploy.errors import AgrideployError
 from agrideploy.fileio import atomic_output, check_output_path, sha256_file, write_text_atomic
 from agrideploy.lazy import require
 from agrideploy.record import ONNX_KEY
+from agrideploy.sidecar import read_sidecar
 
 # ONNX TensorProto element type -> Triton DataType
 TRITON_TYPES = {1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 4: "TYPE_UINT16", 5: "TYPE_INT16", 6: "TYPE_INT32",
