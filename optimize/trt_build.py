@@ -63,8 +63,8 @@ class BuildConfig:
     fp32_layers: Tuple[str, ...] = ()
 
     def to_dict(self) -> Dict[str, Any]:
-        """Plain JSON-able values, e.g. for a cache key."""
-        return asdict(self)
+        """Plain JSON values (tuples as lists), e.g. for a cache key."""
+        return json.loads(json.dumps(asdict(self)))
 
 
 @dataclass

@@ -58,6 +58,7 @@ class SegmentationPipeline:
         blend_weights(self.tile_hw, blend)
         self.input_name, self.dtype = spec.name, np.dtype(spec.dtype)
         self.model_batch = spec.shape[0] if spec.shape[0] > 0 else None
+        self.step = self.model_batch or min(batch, runner.max_batch or batch)  # a TensorRT profile caps the batch
         names = [s.name for s in runner.output_specs]
         self.output = "logits" if "logits" in names else ("mask" if "mask" in names else names[0])
         self.classes = runner.record.num_classes
@@ -115,13 +116,14 @@ class SegmentationPipeline:
     def tile_scores(self, tiles: np.ndarray) -> np.ndarray:
         """(n, K, th, tw) float32 scores of a batch of tiles, run in the model's own batch size."""
         self.timer.start("infer")
-        step = self.model_batch or len(tiles)
         parts = []
-        for i in range(0, len(tiles), step):
-            chunk = tiles[i : i + step].astype(self.dtype, copy=False)
+        for i in range(0, len(tiles), self.step):
+            chunk = tiles[i : i + self.step].astype(self.dtype, copy=False)
             n = len(chunk)
-            out = self.runner.infer({self.input_name: pad_batch(chunk, self.model_batch or n)})[self.output][:n]
-            parts.append(out)
+            out = self.runner.infer({self.input_name: pad_batch(chunk, self.model_batch or n)})[self.output]
+            if len(out) < n:
+                raise AgrideployError(f"the model returned {len(out)} results for a batch of {n} tiles")
+            parts.append(out[:n])
         self.timer.stop()
         out = np.concatenate(parts)
         if self.output == "mask":  # class votes

@@ -242,7 +242,7 @@ def _behaviours(mod, world: World, new, record) -> Dict[str, Callable]:
             return shapes[name]
         first = next(iter(shapes.values()), None) or tuple(1 if d < 0 else d for d in world.inputs[0][1])
         if name in world.data_dependent:
-            return tuple(first[0] if i == 0 and d < 0 else d for i, d in enumerate(io_shape(name)))
+            return tuple(io_shape(name))  # known only after the enqueue, e.g. NonMaxSuppression's (K, 3)
         return tuple(first[i] if d < 0 else d for i, d in enumerate(io_shape(name)))
 
     def set_input_shape(ctx, name, shape):
