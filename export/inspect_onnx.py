@@ -15,7 +15,7 @@ from agrideploy.lazy import require
 def describe_onnx(path: str | os.PathLike) -> str:
     """A plain-text description of an ONNX file (ours or anyone's)."""
     onnx = require("onnx")
-    from agrideploy.export.metadata import read_metadata
+    from agrideploy.export.metadata import PRECISION_KEY, read_metadata
     from agrideploy.export.trt_compat import check_trt, format_compat, model_opset
 
     try:
@@ -34,6 +34,8 @@ def describe_onnx(path: str | os.PathLike) -> str:
         lines.append(_describe_record(record))
         if info:
             lines.append(f"  export: {json.dumps(info, sort_keys=True)}")
+        if PRECISION_KEY in props:
+            lines.append(f"  precision: {describe_precision(props[PRECISION_KEY])}")
     else:
         shown = ", ".join(f"{k}={_short(v)}" for k, v in sorted(props.items())) or "none"
         lines.append(f"  no agrideploy record (not exported by agrideploy); metadata_props: {shown}")
@@ -50,6 +52,25 @@ def describe_onnx(path: str | os.PathLike) -> str:
     lines.append(f"GFLOPs: {gflops:.2f} per image at {_input_hw(model, hw)}{note} (Conv/Gemm/MatMul MACs x 2)")
     lines.append(format_compat(check_trt(model), model))
     return "\n".join(lines)
+
+
+def describe_precision(stamp: str) -> str:
+    """One line from the `agrideploy_precision` stamp: the precision and, for INT8, whose Q/DQ placement."""
+    try:
+        info = json.loads(stamp)
+    except json.JSONDecodeError:
+        return f"unreadable stamp {_short(stamp)}"
+    if not isinstance(info, dict):
+        return f"unreadable stamp {_short(stamp)}"
+    if info.get("precision") != "int8":
+        return f"{info.get('precision')}, {len(info.get('fp32_nodes') or [])} nodes kept FP32"
+    ops = info.get("op_types")
+    ops = ", ".join(ops) if isinstance(ops, list) else ops
+    weights = "per channel" if info.get("per_channel") else "per tensor"
+    return (f"int8 for {info.get('target', 'tensorrt')}: {info.get('activations', 'int8')} activations, "
+            f"{info.get('weights', 'int8')} weights {weights}, quantized ops: {ops}; decode tail FP32 "
+            f"({info.get('fp32_nodes', '?')} nodes, {info.get('fp32_head_outputs', 0)} head outputs FP32); "
+            f"calibrated {info.get('method')} on {info.get('samples')} samples of {info.get('calib')}")
 
 
 def count_parameters(model) -> int:

@@ -3,6 +3,8 @@
 Keys: `record.onnx_props()` (our record under `agrideploy`, plus the flat `names`/`stride`/`imgsz`
 other YOLO tools read) and `agrideploy_export`: JSON of the agrideploy version, opset, exporter and
 the export flags. Nothing time- or machine-dependent goes in, so the same export is the same bytes.
+A reduced-precision copy adds `agrideploy_precision` (written by optimize/ort_precision.py): how it was
+reduced, e.g. the INT8 target and its Q/DQ placement.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from agrideploy.errors import AgrideployError
 from agrideploy.record import ModelRecord
 
 EXPORT_KEY = "agrideploy_export"
+PRECISION_KEY = "agrideploy_precision"
 
 
 def write_metadata(model, record: ModelRecord, export_info: Dict[str, Any]) -> None:

@@ -127,7 +127,7 @@ class Artefacts:
             return onnx
         from agrideploy.optimize import ort_precision
 
-        settings = self._recipe(precision)
+        settings = dict(self._recipe(precision), target="ort-cpu")  # the INT8 Q/DQ placement ONNX Runtime's CPU fuses
         key = cache_key(precision, sha256_file(onnx), settings, tool_versions(ONNX_TOOLS))
         out = self._slot(precision, key, f"{onnx.stem}.{precision}.onnx")
         if out.is_file():
@@ -138,7 +138,8 @@ class Artefacts:
             return ort_precision.to_fp16(onnx, out, force=True)
         cal = self.calibration
         self.say(f"quantizing {onnx.name} to INT8 ({cal.method}, {cal.samples} samples of {cal.source})")
-        return ort_precision.to_int8(onnx, out, calib=cal.source, method=cal.method, samples=cal.samples, force=True)
+        return ort_precision.to_int8(onnx, out, calib=cal.source, target="ort-cpu", method=cal.method, samples=cal.samples,
+                                     force=True)
 
     def engine(self, onnx: Path, precision: str) -> Path:
         """A TensorRT engine of the FP32 ONNX `onnx` at `precision`, for this GPU and TensorRT."""

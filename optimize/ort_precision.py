@@ -15,7 +15,9 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Set
+from typing import Dict, Iterable, List, Optional, Set
+
+from agrideploy.export.metadata import PRECISION_KEY
 
 from agrideploy.errors import AgrideployError
 from agrideploy.fileio import atomic_output, check_output_path
@@ -23,7 +25,6 @@ from agrideploy.lazy import require
 from agrideploy.record import ModelRecord
 
 CALIB_METHODS = ("entropy", "minmax", "percentile")
-PRECISION_KEY = "agrideploy_precision"
 # ops ONNX Runtime's converter already blocks, plus ones whose FP16 kernels are missing or lossy
 FP16_BLOCKED_OPS = ("Resize", "Upsample", "Range", "TopK", "NonMaxSuppression", "RoiAlign", "CumSum", "Pow", "Exp", "Softmax")
 CONV_OPS = ("Conv", "ConvTranspose")
@@ -205,21 +206,23 @@ def to_int8(
     output: str | Path,
     *,
     calib: str | Path,
+    target: str = "tensorrt",
     method: str = "entropy",
     samples: int = 32,
-    op_types: Sequence[str] = ("Conv",),
     cache: Optional[str | Path] = None,
     force: bool = False,
 ) -> Path:
-    """Write a static INT8 Q/DQ copy of `onnx_path`, calibrated on `calib` (a folder, data.yaml or "random").
+    """Write a static INT8 Q/DQ copy of `onnx_path` for `target` ("ort-cpu" or "tensorrt"), calibrated
+    on `calib` (a folder, data.yaml or "random").
 
-    Symmetric INT8 as TensorRT requires; only the inputs and weights of `op_types` quantized (Q/DQ in
-    front of each conv, as TensorRT places them), so the decode tail reads FP32;
-    weights per channel where the opset allows it.
+    The Q/DQ placement is the target's (optimize/int8_placement.py); the decode tail stays FP32 and
+    the convolutions feeding it give FP32 outputs; weights per channel where the opset allows it.
     """
     from agrideploy.optimize.calibration import RANDOM, calibration_batches
+    from agrideploy.optimize.int8_placement import head_outputs_to_fp32, placement_for
     from onnxruntime import quantization as q
 
+    placement = placement_for(target)
     if method not in CALIB_METHODS:
         raise AgrideployError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}, got {method!r}")
     if str(calib) == RANDOM:
@@ -232,37 +235,32 @@ def to_int8(
     per_channel = opset >= PER_CHANNEL_MIN_OPSET
     if not per_channel:
         print(f"note: opset {opset} < {PER_CHANNEL_MIN_OPSET}: weights quantized per tensor (export at opset >= 13 for per-channel)", file=sys.stderr)
-    exclude = sorted(decode_tail(model))
+    tail = decode_tail(model)
     output = Path(output)
     reader = _BatchReader(model.graph.input[0].name, progress(calibration_batches(calib, record, shape, samples), samples))
     cacheable = "calibration_cache_path" in inspect.signature(q.quantize_static).parameters
     method_enum = {"entropy": q.CalibrationMethod.Entropy, "minmax": q.CalibrationMethod.MinMax, "percentile": q.CalibrationMethod.Percentile}
-    _stamp(model, {"precision": "int8", "calib": str(calib), "method": method, "samples": samples, "per_channel": per_channel, "op_types": list(op_types)})
+    options = placement.quantize_options(q, per_channel, sorted(tail))
     with tempfile.TemporaryDirectory(prefix="agrideploy-int8-") as work, atomic_output(output, force=force) as tmp:
         if method == "entropy" and cacheable and hasattr(q, "save_tensors_data"):
             cache = Path(cache) if cache else Path(work) / "entropy.calib.json"
             if not cache.is_file():
-                _entropy_ranges(model, list(op_types), reader, cache)
+                _entropy_ranges(model, options["op_types_to_quantize"], placement.symmetric_activations, reader, cache)
             reader = None
         with _quiet_quantizer():
             q.quantize_static(
-                model,
-                str(tmp),
-                reader,
-                quant_format=q.QuantFormat.QDQ,
-                op_types_to_quantize=list(op_types),
-                per_channel=per_channel,
-                activation_type=q.QuantType.QInt8,
-                weight_type=q.QuantType.QInt8,
-                nodes_to_exclude=exclude,
-                calibrate_method=method_enum[method],
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "OpTypesToExcludeOutputQuantization": list(op_types)},
+                model, str(Path(work) / "quantized.onnx"), reader, calibrate_method=method_enum[method], **options,
                 **({"calibration_cache_path": str(cache)} if cache is not None and cacheable else {}),
             )
+        quantized = load_model(Path(work) / "quantized.onnx")
+        fp32_heads = head_outputs_to_fp32(quantized, tail)
+        _stamp(quantized, dict(placement.describe(), precision="int8", calib=str(calib), method=method, samples=samples,
+                               per_channel=per_channel, fp32_nodes=len(tail), fp32_head_outputs=fp32_heads))
+        require("onnx").save(quantized, str(tmp))
     return output
 
 
-def _entropy_ranges(model, op_types: List[str], reader, cache: Path) -> None:
+def _entropy_ranges(model, op_types: Optional[List[str]], symmetric: bool, reader, cache: Path) -> None:
     """Entropy (KL) calibration with real threshold candidates, saved as ORT's range cache.
 
     quantize_static's own entropy uses 128 bins folded to 128, which leaves one candidate
@@ -277,9 +275,9 @@ def _entropy_ranges(model, op_types: List[str], reader, cache: Path) -> None:
         path = Path(work) / "model.onnx"
         onnx.save(model, str(path))
         calibrator = create_calibrator(
-            path, op_types, augmented_model_path=str(Path(work) / "augmented.onnx"),
+            path, op_types or [], augmented_model_path=str(Path(work) / "augmented.onnx"),
             calibrate_method=CalibrationMethod.Entropy,
-            extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": 128, "symmetric": True},
+            extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": 128, "symmetric": symmetric},
         )
         calibrator.collect_data(reader)
         save_tensors_data(calibrator.compute_data(), cache)
@@ -344,9 +342,11 @@ def build_onnx_variants(
         print(f"FP16 ONNX: IO, decode tail and {', '.join(FP16_BLOCKED_OPS[:2])}... kept FP32 -> {targets['fp16']}", file=sys.stderr)
     if int8:
         images = [] if calib == RANDOM else calibration_images(calib)
-        key = calibration_key(calib, images[:samples], method, samples)
+        key = calibration_key(calib, images[:samples], f"{method}-ort-cpu", samples)
         cache = targets["int8"].parent / f".{targets['int8'].name}.{key}.calib.json"
-        done.append(to_int8(onnx_path, targets["int8"], calib=calib, method=method, samples=samples, cache=cache, force=force))
+        done.append(to_int8(onnx_path, targets["int8"], calib=calib, target="ort-cpu", method=method, samples=samples,
+                            cache=cache, force=force))
         used = samples if calib == RANDOM else min(samples, len(images))
-        print(f"INT8 Q/DQ ONNX ({method}, {used} samples of {calib}; Conv only, decode FP32) -> {targets['int8']}", file=sys.stderr)
+        print(f"INT8 Q/DQ ONNX for ONNX Runtime CPU ({method}, {used} samples of {calib}; uint8 activations, int8 "
+              f"per-channel weights, decode FP32) -> {targets['int8']}", file=sys.stderr)
     return done

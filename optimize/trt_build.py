@@ -112,8 +112,8 @@ def _typed_onnx(onnx_path: Path, summary, config: BuildConfig, workdir: Path) ->
             raise AgrideployError("--int8 needs --calib: TensorRT 11 builds INT8 from a Q/DQ ONNX calibrated here")
         if config.fp16:
             print("note: TensorRT 11 INT8: convolutions INT8, the rest of the graph FP32 (Q/DQ ONNX)", file=sys.stderr)
-        return to_int8(onnx_path, workdir / "model.int8.onnx", calib=config.calib, method=config.calib_method,
-                       samples=config.calib_samples, force=True)
+        return to_int8(onnx_path, workdir / "model.int8.onnx", calib=config.calib, target="tensorrt",
+                       method=config.calib_method, samples=config.calib_samples, force=True)
     if config.fp16 and not summary.has_fp16 and not summary.has_qdq:
         return to_fp16(onnx_path, workdir / "model.fp16.onnx", fp32_layers=list(config.fp32_layers), force=True)
     return onnx_path

@@ -4,6 +4,8 @@ Tolerances (tiny detector at 64x64, boxes in input pixels; scores in [0, 1]):
   FP16 on random inputs: boxes 0.1 px, scores 0.002 (observed 0.029 px / 0.0003: the decode stays FP32)
   INT8 on held-out images like the calibration set: scores max 0.03, mean 0.005; boxes 3 px; top-10
   detections overlap >= 8/10 (observed minmax 0.011 / 0.0016 / 0.8 px / 10 of 10)
+  INT8 for ORT CPU (every op quantized, uint8 activations): scores max 0.06, mean 0.01, boxes 8 px
+  (observed minmax 0.037 / 0.0069 / 4.9 px); segmenter argmax agreement >= 97 % (observed 99.1 %)
 Segmenter: FP16 logits 1e-2 (observed 7e-4); INT8 argmax agreement >= 97 % (observed 99.7 %).
 """
 
@@ -178,3 +180,47 @@ def test_build_cli_user_errors(work, cli):
     assert no_precision.returncode == 2 and "--fp16" in no_precision.stderr
     exists = cli("build", work["det"], "--fp16", "-o", work["det"])
     assert exists.returncode == 2 and "Traceback" not in exists.stderr
+
+
+def _fused_ops(path, tmp_path):
+    """Op types of the graph ONNX Runtime's CPU provider actually runs, after its own Q/DQ fusions."""
+    import onnxruntime
+
+    opts = onnxruntime.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / f"{path.stem}.optimized.onnx")
+    onnxruntime.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return {n.op_type for n in ort_precision.load_model(opts.optimized_model_filepath).graph.node}
+
+
+def test_int8_placement_is_the_targets(work, tmp_path, cli):
+    """ORT CPU fuses its placement into integer convolutions; TensorRT's placement leaves ORT FP32 Conv + DQ."""
+    made = {t: ort_precision.to_int8(work["det"], work["root"] / f"det.{t}.int8.onnx", calib=work["det_imgs"], samples=16,
+                                     method="minmax", target=t, force=True) for t in ("ort-cpu", "tensorrt")}
+    assert "QLinearConv" in _fused_ops(made["ort-cpu"], tmp_path)
+    trt_ops = _fused_ops(made["tensorrt"], tmp_path)
+    assert "QLinearConv" not in trt_ops and "Conv" in trt_ops
+    info = json.loads(read_onnx_summary(made["ort-cpu"]).metadata[ort_precision.PRECISION_KEY])
+    assert (info["target"], info["activations"], info["weights"], info["per_channel"]) == ("ort-cpu", "uint8", "int8", True)
+    assert info["fp32_head_outputs"] == 1  # the Detect conv hands FP32 to the decode
+    shown = cli("inspect", made["ort-cpu"])
+    assert shown.returncode == 0 and "precision: int8 for ort-cpu: uint8 activations, int8 weights per channel" in shown.stdout
+    assert "precision: int8 for tensorrt: int8 activations" in cli("inspect", made["tensorrt"]).stdout
+    model = ort_precision.load_model(made["ort-cpu"])
+    tail = ort_precision.decode_tail(model)
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    assert tail and not dequantized & {i for n in model.graph.node if n.name in tail for i in n.input}
+    x = work["det_held"]
+    ref, got = run_ort(work["det"], x), run_ort(made["ort-cpu"], x)
+    err = np.abs(got[..., 4:] - ref[..., 4:])
+    assert err.max() < 0.06 and err.mean() < 0.01
+    assert np.abs(got[..., :4] - ref[..., :4]).max() < 8.0
+    with pytest.raises(AgrideployError, match="INT8 target must be one of ort-cpu, tensorrt"):
+        ort_precision.to_int8(work["det"], work["root"] / "x.onnx", calib="random", target="gpu")
+
+
+def test_int8_segmenter_for_ort_cpu_argmax_agrees(work):
+    out = ort_precision.to_int8(work["seg"], work["root"] / "seg.ortcpu.int8.onnx", calib=work["seg_imgs"], samples=16,
+                                method="percentile", target="ort-cpu", force=True)
+    x = work["seg_held"][:1]
+    ref, got = run_ort(work["seg"], x), run_ort(out, x)
+    assert (ref.argmax(1) == got.argmax(1)).mean() >= 0.97
