@@ -119,8 +119,12 @@ class CudaLayer:
         return None
 
     def load_module(self, image: bytes):
-        """A loaded CUBIN/PTX image with `.function(name)`; for launch(). Only cuda-python can."""
+        """A loaded CUBIN/PTX image with `.function(name)` and `.launch(...)`. Only cuda-python can."""
         raise AgrideployError(f"{self.name} cannot load compiled kernels; install cuda-python (agrideploy[trt])")
+
+    def device_arch(self) -> int:
+        """The current device's compute capability as a number (87 for 8.7)."""
+        raise NotImplementedError
 
     def close(self) -> None:
         """Destroy every stream, event and graph still alive; free pinned host memory."""
@@ -182,6 +186,10 @@ class PycudaLayer(CudaLayer):
     def mem_info(self):
         free, total = self.cuda.mem_get_info()
         return int(free), int(total)
+
+    def device_arch(self) -> int:
+        major, minor = self.cuda.Context.get_device().compute_capability()
+        return int(major) * 10 + int(minor)
 
 
 class CudaPythonLayer(CudaLayer):
@@ -286,6 +294,14 @@ class CudaPythonLayer(CudaLayer):
 
     def load_module(self, image: bytes):
         return _Module(self, cuda_python_module("driver"), image)
+
+    def device_arch(self) -> int:
+        rt = self.rt
+        device = self._check(rt.cudaGetDevice(), "cudaGetDevice")
+        attrs = rt.cudaDeviceAttr
+        major = self._check(rt.cudaDeviceGetAttribute(attrs.cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute")
+        minor = self._check(rt.cudaDeviceGetAttribute(attrs.cudaDevAttrComputeCapabilityMinor, device), "cudaDeviceGetAttribute")
+        return int(major) * 10 + int(minor)
 
 
 class _Graph:

@@ -2,7 +2,10 @@
 // + per-band normalisation + HWC -> CHW + cast, in one pass over the output pixels.
 // NumPy twin: kernels/preprocess_ref.py prepare(); the resized value is rounded to uint8 before
 // normalising, as the NumPy letterbox stores it.
-#include <cuda_fp16.h>
+// Compiled at run time by NVRTC: no headers; FP16 is written through one PTX conversion.
+// Offsets are 64-bit: a 4-band 25000 x 25000 scene already has more than 2^31 bytes.
+
+typedef long long index_t;
 
 #define MAX_BANDS 16
 
@@ -21,12 +24,22 @@ __device__ __forceinline__ float sample(const unsigned char* src, const Placemen
     int y0 = (int)floorf(sy), x0 = (int)floorf(sx);
     int y1 = min(y0 + 1, p.src_h - 1), x1 = min(x0 + 1, p.src_w - 1);
     float fy = sy - (float)y0, fx = sx - (float)x0;
-    const int row = p.src_w * p.channels;
-    float v00 = src[y0 * row + x0 * p.channels + c], v01 = src[y0 * row + x1 * p.channels + c];
-    float v10 = src[y1 * row + x0 * p.channels + c], v11 = src[y1 * row + x1 * p.channels + c];
+    const index_t row = (index_t)p.src_w * p.channels;
+    const index_t r0 = (index_t)y0 * row, r1 = (index_t)y1 * row;
+    const index_t c0 = (index_t)x0 * p.channels + c, c1 = (index_t)x1 * p.channels + c;
+    float v00 = src[r0 + c0], v01 = src[r0 + c1];
+    float v10 = src[r1 + c0], v11 = src[r1 + c1];
     float top = v00 * (1.0f - fx) + v01 * fx;
     float bottom = v10 * (1.0f - fx) + v11 * fx;
     return fminf(fmaxf(rintf(top * (1.0f - fy) + bottom * fy), 0.0f), 255.0f);
+}
+
+__device__ __forceinline__ void store(float* dst, index_t i, float v) { dst[i] = v; }
+
+__device__ __forceinline__ void store(unsigned short* dst, index_t i, float v) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+    dst[i] = h;
 }
 
 template <typename T>
@@ -40,7 +53,7 @@ __device__ void letterbox_normalize(const unsigned char* src, T* dst, Placement 
         int from = (p.swap_rb && p.channels == 3) ? 2 - c : c;
         float v = inside ? sample(src, p, ry, rx, from) : p.pad_value;
         float out = (v * p.input_scale - mean[c]) / stdev[c];
-        dst[(size_t)c * p.dst_h * p.dst_w + (size_t)y * p.dst_w + x] = (T)out;
+        store(dst, (index_t)c * p.dst_h * p.dst_w + (index_t)y * p.dst_w + x, out);
     }
 }
 
@@ -48,6 +61,6 @@ extern "C" __global__ void letterbox_normalize_f32(const unsigned char* src, flo
     letterbox_normalize<float>(src, dst, p, mean, stdev);
 }
 
-extern "C" __global__ void letterbox_normalize_f16(const unsigned char* src, __half* dst, Placement p, const float* mean, const float* stdev) {
-    letterbox_normalize<__half>(src, dst, p, mean, stdev);
+extern "C" __global__ void letterbox_normalize_f16(const unsigned char* src, unsigned short* dst, Placement p, const float* mean, const float* stdev) {
+    letterbox_normalize<unsigned short>(src, dst, p, mean, stdev);
 }

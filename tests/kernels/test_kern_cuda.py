@@ -1,42 +1,71 @@
-"""The CUDA kernels: every .cu compiles for the target GPUs, and on a GPU each launcher equals its NumPy twin."""
+"""The CUDA kernels: every .cu compiles with NVRTC for the target GPUs (no GPU needed), each launcher passes
+exactly the parameters its compiled kernel declares, and on a GPU each launcher equals its NumPy twin."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
+import ctypes
+import re
 
 import numpy as np
 import pytest
-from agrideploy.kernels import gpu, postprocess, preprocess_ref
+from agrideploy.kernels import gpu, nvrtc, postprocess, preprocess_ref
+from fakes.fake_cuda import FakeCuda
 
+from agrideploy.errors import AgrideployError
 from agrideploy.record import ModelRecord
 
-# Jetson Xavier (sm_72), Turing (sm_75), desktop Ampere (sm_86), Jetson Orin (sm_87), Ada (sm_89)
-TARGET_ARCHS = ("72", "75", "86", "87", "89")
+# Jetson Xavier (sm_72), Turing (sm_75), A100 (sm_80), desktop Ampere (sm_86), Jetson Orin (sm_87), Ada (sm_89),
+# Hopper (sm_90: H100/H200)
+TARGET_ARCHS = (72, 75, 80, 86, 87, 89, 90)
+PTX_SIZES = {"u64": 8, "s64": 8, "b64": 8, "f64": 8, "u32": 4, "s32": 4, "b32": 4, "f32": 4, "u16": 2, "b16": 2, "u8": 1, "b8": 1}
 
 
-def _nvcc_archs():
-    nvcc = shutil.which("nvcc")
-    if nvcc is None:
-        pytest.skip("nvcc is not on PATH")
-    listed = subprocess.run([nvcc, "--list-gpu-arch"], capture_output=True, text=True).stdout.split()
-    return nvcc, [a for a in TARGET_ARCHS if f"compute_{a}" in listed]
+def _nvrtc_archs():
+    try:
+        archs = nvrtc.supported_archs()
+    except Exception as exc:  # no cuda-python, or no libnvrtc for it to load (the error type varies by release)
+        pytest.skip(f"NVRTC is not available here ({exc.__class__.__name__}: {exc}); pip install 'agrideploy[dev]'")
+    return [a for a in TARGET_ARCHS if a in archs]
+
+
+def entry_params(ptx: str):
+    """{kernel: [parameter sizes in bytes]} read from the .entry declarations of a PTX module."""
+    kernels, current = {}, None
+    for line in ptx.splitlines():
+        entry = re.match(r"\s*\.visible \.entry (\w+)\(", line)
+        if entry:
+            current = kernels.setdefault(entry.group(1), [])
+            continue
+        param = re.match(r"\s*\.param (?:\.align \d+ )?\.(\w+) (?:\.ptr (?:\.\w+ )*)?(?:\.align \d+ )?\w+(?:\[(\d+)\])?", line)
+        if current is not None and param:
+            current.append(PTX_SIZES[param.group(1)] * int(param.group(2) or 1))
+        elif current is not None and line.strip().startswith(")"):
+            current = None
+    return kernels
 
 
 @pytest.mark.parametrize("name", sorted(gpu.SOURCES))
-def test_cu_compiles_for_every_target_arch_nvcc_offers(name, tmp_path):
-    nvcc, archs = _nvcc_archs()
-    skipped = sorted(set(TARGET_ARCHS) - set(archs))
-    assert archs, f"this nvcc offers none of sm_{', sm_'.join(TARGET_ARCHS)}"
-    gencode = [f"-gencode=arch=compute_{a},code=sm_{a}" for a in archs]
-    out = tmp_path / f"{name}.fatbin"
-    run = subprocess.run(
-        [nvcc, "-fatbin", "--fmad=false", *gencode, "-o", str(out), str(gpu.SOURCES[name])], capture_output=True, text=True
-    )
-    assert run.returncode == 0, run.stderr  # nvcc fails the whole call if any one -gencode fails
-    assert out.stat().st_size > 0
-    if skipped:
-        print(f"skipped sm_{', sm_'.join(skipped)}: not offered by this nvcc")
+def test_cu_compiles_with_nvrtc_for_every_target_arch(name):
+    """What the launchers do on a device, minus the GPU: NVRTC builds a CUBIN per architecture, and PTX."""
+    archs = _nvrtc_archs()
+    missing = sorted(set(TARGET_ARCHS) - set(archs))
+    assert archs, f"NVRTC {nvrtc.version()} offers none of sm_{TARGET_ARCHS}"
+    source = gpu.SOURCES[name].read_text()
+    for arch in archs:
+        assert nvrtc.compile_source(source, f"{name}.cu", arch, "cubin")[:4] == b"\x7fELF"  # a CUBIN is an ELF image
+        ptx = nvrtc.compile_source(source, f"{name}.cu", arch, "ptx").decode().rstrip("\0")
+        assert f".target sm_{arch}" in ptx
+    expected = {"preprocess": {"letterbox_normalize_f32", "letterbox_normalize_f16"}, "decode": {"yolov5_decode"},
+                "argmax": {"seg_argmax_f32", "seg_argmax_f16"}}[name]
+    assert set(entry_params(ptx)) == expected  # extern "C": the names the launchers look up
+    if missing:
+        print(f"NVRTC {nvrtc.version()} does not offer sm_{missing}")
+
+
+def test_nvrtc_compile_errors_are_one_line():
+    _nvrtc_archs()
+    with pytest.raises(AgrideployError, match=r'NVRTC cannot compile bad.cu for sm_87: .*"not_declared" is undefined'):
+        nvrtc.compile_source("extern \"C\" __global__ void f() { not_declared(); }", "bad.cu", 87)
 
 
 def test_cpu_backends_get_the_numpy_ops():
@@ -48,7 +77,40 @@ def test_cpu_backends_get_the_numpy_ops():
     assert gpu.runs_on_gpu(type("Trt", (), {"backend": "tensorrt"})())
 
 
-needs_gpu = pytest.mark.skipif(not gpu.gpu_available(), reason="no CUDA GPU reachable through pycuda")
+class RecordingDevice:
+    """Stands in for gpu._Device on the host: buffers in host memory, launches recorded, nothing computed."""
+
+    def __init__(self):
+        self.cuda = FakeCuda()
+        self.stream = self.cuda.stream()
+        self.launches = []
+
+    def run(self, source, kernel, grid, block, args) -> None:
+        self.launches.append((source, kernel, [ctypes.sizeof(a) for a in args]))
+
+
+def test_launchers_pass_exactly_what_the_kernels_declare(monkeypatch):
+    """Each launch's argument sizes equal the compiled kernel's parameters (a 64-bit pixel count, the 56-byte struct)."""
+    _nvrtc_archs()
+    declared = {}
+    for name, path in gpu.SOURCES.items():
+        declared.update(entry_params(nvrtc.compile_source(path.read_text(), f"{name}.cu", 87, "ptx").decode()))
+    device = RecordingDevice()
+    monkeypatch.setattr(gpu, "_device", lambda: device)
+    rec = ModelRecord(task="detect", arch="t", names=["a"], imgsz=[64, 64], strides=[8, 16, 32])
+    for dtype in (np.float32, np.float16):
+        gpu.prepare(np.zeros((40, 50, 3), np.uint8), rec, dtype)
+        gpu.seg_argmax(np.zeros((1, 4, 8, 8), dtype), postprocess.default_palette(4))
+    gpu.seg_argmax(np.zeros((4, 8, 8), np.float32))
+    gpu.decode_yolov5(np.zeros((2, 30, 7), np.float32))
+    assert {kernel for _, kernel, _ in device.launches} == set(declared)
+    for _, kernel, sizes in device.launches:
+        assert sizes == declared[kernel], kernel
+    assert declared["letterbox_normalize_f32"][2] == gpu.PLACEMENT.itemsize
+    assert device.cuda.memory == {}  # every launch's buffers freed
+
+
+needs_gpu = pytest.mark.skipif(not gpu.gpu_available(), reason="no GPU whose kernels cuda-python + NVRTC can compile and load")
 
 
 @pytest.mark.gpu
@@ -84,3 +146,38 @@ def test_gpu_argmax_and_palette_equal_numpy():
     mask, rgb = gpu.seg_argmax(logits, pal)
     np.testing.assert_array_equal(mask, postprocess.seg_argmax(logits))
     np.testing.assert_array_equal(rgb, postprocess.colorize(mask, pal))
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_palette_without_a_class_is_refused_like_colorize():
+    logits = np.zeros((5, 4, 4), np.float32)
+    logits[4, 0, 0] = 1.0  # one pixel of class 4; the palette has 3 colours
+    pal = postprocess.default_palette(3)
+    with pytest.raises(AgrideployError) as ref:
+        postprocess.colorize(postprocess.seg_argmax(logits), pal)
+    with pytest.raises(AgrideployError) as got:
+        gpu.seg_argmax(logits, pal)
+    assert str(got.value) == str(ref.value)
+
+
+def _available_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable"))
+    except (OSError, StopIteration):
+        return 0
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_gpu_prepare_reads_past_2_gib():
+    """A one-band 46341 x 46341 scene is 2^31 + 4633 bytes: rows near the bottom need 64-bit offsets."""
+    if _available_bytes() < 8 << 30:
+        pytest.skip("needs 8 GiB of free host memory")
+    side = 46341
+    img = np.frombuffer(np.random.default_rng(3).bytes(side * side), np.uint8).reshape(side, side, 1)
+    rec = ModelRecord(task="segment", arch="t", names=["a", "b"], channels=1, imgsz=[64, 64], letterbox=False)
+    ref, _ = preprocess_ref.prepare(img, rec, np.float32)
+    got, _ = gpu.prepare(img, rec, np.float32)
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
