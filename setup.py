@@ -44,6 +44,13 @@ for folder, name in [("agrideploy", "agrideploy")] + [(s, "agrideploy." + s) for
         package_dir[pkg] = str(Path(folder, *rel.split(".")) if rel else Path(folder))
         package_data[pkg] = data_files(package_dir[pkg])
 
+# cuda-python and the NVRTC library per CUDA major (cuda-python 11.7 is the last with Python 3.8 wheels for JetPack 5)
+CUDA_PYTHON = {
+    11: ["cuda-python>=11.7,<12", "nvidia-cuda-nvrtc-cu11>=11.7,<12"],
+    12: ["cuda-python>=12.6,<13", "nvidia-cuda-nvrtc-cu12>=12.6,<13"],
+    13: ["cuda-python>=13,<14", "nvidia-cuda-nvrtc>=13,<14"],
+}
+
 setup(
     name="agrideploy",
     version=VERSION,
@@ -59,9 +66,15 @@ setup(
         # host pre-processing (YOLOv5's own OpenCV calls); a Jetson has OpenCV from JetPack already
         "cv": [OPENCV],
         "export": [OPENCV, "torch>=1.13", "onnx>=1.14", "onnxruntime>=1.15", "onnxslim>=0.1.30", "onnxscript>=0.1", "safetensors>=0.3"],
-        # TensorRT itself comes with JetPack, or from NVIDIA's package index on a desktop (see README)
-        "trt": ["pycuda>=2022.1", "nvidia-ml-py>=11.450"],
-        "trt-cuda-python": ["cuda-python"],
+        # TensorRT itself comes with JetPack, or from NVIDIA's package index on a desktop (see README).
+        # The CUDA binding is cuda-python with NVRTC, pinned to the CUDA major of the driver: `trt` = CUDA 12
+        # (desktop drivers R525+, JetPack 6); JetPack 5 takes `cuda11`, R580+ drivers / JetPack 7 may take `cuda13`.
+        "trt": CUDA_PYTHON[12] + ["nvidia-ml-py>=11.450"],
+        "cuda11": CUDA_PYTHON[11],
+        "cuda12": CUDA_PYTHON[12],
+        "cuda13": CUDA_PYTHON[13],
+        # the fallback binding: builds from source against the CUDA toolkit; runs TensorRT, not the NVRTC kernels
+        "pycuda": ["pycuda>=2022.1"],
         "report": ["matplotlib>=3.5"],
         "geo": ["rasterio>=1.3"],
         "distributed": ["distributed>=2023.1"],
