@@ -44,7 +44,6 @@ class ModelRecord:
     source_name: Optional[str] = None
     source_sha256: Optional[str] = None
     pretrained: bool = False  # False: random weights, and every report says so
-    extra: Dict[str, Any] = field(default_factory=dict)
     version: int = RECORD_VERSION
 
     def __post_init__(self) -> None:

@@ -16,31 +16,19 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from agrideploy.kernels.imageio import IMAGE_SUFFIXES
+from agrideploy.kernels.postprocess import box_iou
 
 from agrideploy.errors import AgrideployError
 
 IOU_THRESHOLDS = np.round(np.linspace(0.5, 0.95, 10), 2)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MASK_SUFFIXES = (".png", ".tif", ".tiff")
 IGNORE_INDEX = 255  # mask value for unlabelled pixels
 EVAL_CONF, EVAL_IOU, EVAL_MAX_DET = 0.001, 0.6, 300  # YOLOv5 val.py's settings for mAP
 
 
 # -- detection metric ----------------------------------------------------------------------------
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix (n, m) of xyxy boxes."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def match_detections(dets: np.ndarray, gts: np.ndarray, thresholds: Sequence[float] = IOU_THRESHOLDS) -> np.ndarray:
     """(n, T) bool: detection i is a true positive at threshold t.
 

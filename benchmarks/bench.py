@@ -21,15 +21,15 @@ from agrideploy.benchmarks import accuracy, latency, schema
 from agrideploy.benchmarks.device import describe_device, software_versions
 from agrideploy.benchmarks.memory import MemoryWatch
 from agrideploy.benchmarks.power import TegrastatsSampler, power_block
-from agrideploy.optimize.artefacts import Artefacts, calibration_for, default_cache_dir
+from agrideploy.benchmarks.schema import RANDOM_NOTE
+from agrideploy.benchmarks.stats import UNSTABLE_TEXT
+from agrideploy.optimize.artefacts import PRECISIONS, Artefacts, calibration_for, default_cache_dir
 from agrideploy.optimize.calibration import RANDOM
+from agrideploy.runtime.select import BACKENDS
 
 from agrideploy.errors import AgrideployError
 from agrideploy.fileio import sha256_file
 
-PRECISIONS = schema.PRECISIONS
-BACKENDS = schema.BACKENDS
-RANDOM_NOTE = "random weights: accuracy is meaningless"
 SYNC_NOTE = {
     "onnxruntime": "host-synchronous session.run; outputs on the host",
     "pytorch": "eager forward under no_grad; cuda.synchronize on GPU; outputs on the host",
@@ -438,5 +438,5 @@ def summary_table(document: Dict[str, Any]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     if any("!" in line for line in lines[1:]):
-        lines.append("! = unstable: coefficient of variation above 2.5 %")
+        lines.append(f"! = unstable: coefficient of variation above {UNSTABLE_TEXT}")
     return "\n".join(lines)

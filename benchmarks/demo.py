@@ -160,7 +160,7 @@ def make_artefacts(loaded, settings: DemoSettings, artefacts: Path, gpu: Any) ->
     return jobs
 
 
-def measure(loaded, jobs: list, settings: DemoSettings, artefacts: Path, gpu: Any, output: Path) -> Path:
+def benchmark_model(loaded, jobs: list, settings: DemoSettings, artefacts: Path, gpu: Any, output: Path) -> Path:
     """Benchmark one model's artefacts into its own results document."""
     from agrideploy.benchmarks import bench, schema
 
@@ -194,7 +194,7 @@ def run_demo(settings: DemoSettings) -> DemoOutcome:
         jobs = steps.run(f"export {arch} to ONNX and make {', '.join(settings.precisions)} artefacts",
                          make_artefacts, loaded, settings, artefacts, gpu)
         if jobs:
-            results.append(steps.run(f"benchmark {arch} ({len(jobs)} artefacts)", measure, loaded, jobs, settings,
+            results.append(steps.run(f"benchmark {arch} ({len(jobs)} artefacts)", benchmark_model, loaded, jobs, settings,
                                      artefacts, gpu, out / "results" / f"{arch}.json"))
     outcome.results = [r for r in results if r is not None]
     if outcome.results:

@@ -15,6 +15,9 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
+from agrideploy.optimize.artefacts import PRECISIONS
+from agrideploy.runtime.select import BACKENDS
+
 from agrideploy.errors import AgrideployError
 from agrideploy.fileio import write_text_atomic
 
@@ -22,8 +25,7 @@ SCHEMA = "agrideploy-bench"
 SCHEMA_VERSION = 1
 
 DEVICE_KINDS = ("cpu", "gpu", "jetson")
-BACKENDS = ("onnxruntime", "pytorch", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
+RANDOM_NOTE = "random weights: accuracy is meaningless"  # the note every run of a random-weight model carries
 ARTEFACT_FORMATS = ("onnx", "engine", "checkpoint")
 ACCURACY_KINDS = ("detect", "segment")
 STAT_KEYS = ("count", "min", "mean", "median", "p90", "p95", "p99", "max", "std", "cov")

@@ -12,6 +12,7 @@ from typing import Any, Dict, Sequence
 import numpy as np
 
 UNSTABLE_COV = 0.025
+UNSTABLE_TEXT = f"{100 * UNSTABLE_COV:g} %"  # how reports and tables state the threshold
 PERCENTILES = (90, 95, 99)
 PERCENTILE_METHOD = "linear"
 SAMPLE_DECIMALS = 4  # 0.1 microsecond: far below any timer's real resolution

@@ -115,7 +115,7 @@ def compare(label: str, reference: Dict[str, np.ndarray], got: Dict[str, np.ndar
     return checks
 
 
-def match_detections(reference: List[np.ndarray], got: List[np.ndarray], image_size: float, conf_thres: float = 0.0) -> List[str]:
+def compare_detections(reference: List[np.ndarray], got: List[np.ndarray], image_size: float, conf_thres: float = 0.0) -> List[str]:
     """Problems (empty when all match) between per-image (n, 6) detections [x1, y1, x2, y2, score, class]:
     the same count, and every reference box has an unused one of its class within the box tolerance.
     Detections scored within SCORE_MARGIN of the threshold are left out on both sides."""
@@ -201,7 +201,7 @@ def verify_export(
     for label, batch in inputs:
         expected = non_max_suppression(torch_out[label]["output0"], nms["conf_thres"], nms["iou_thres"], int(nms["max_det"]))
         got = split_detections(run_ort(nms_session, batch))
-        problems = match_detections(expected, got, float(max(shape[2:])), nms["conf_thres"])
+        problems = compare_detections(expected, got, float(max(shape[2:])), nms["conf_thres"])
         report.detection_failures.extend(f"{label}: {p}" for p in problems)
         counts = ", ".join(str(len(d)) for d in expected)
         report.notes.append(f"{label}: NMS detections per image {counts}: {'all matched' if not problems else 'MISMATCH'}")

@@ -48,14 +48,16 @@ def decode_yolov5(pred: np.ndarray, conf: float = 0.25) -> List[np.ndarray]:
     return out
 
 
-def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one xyxy box against many (float64, so class offsets cost no precision)."""
-    iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = iw * ih
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = area + areas - inter
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix (n, m) of xyxy boxes (float64, so NMS's class offsets cost no precision)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
@@ -68,7 +70,7 @@ def nms_indices(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray
         i = order[0]
         keep.append(i)
         rest = order[1:]
-        order = rest[box_iou(boxes[i], boxes[rest]) <= iou]
+        order = rest[box_iou(boxes[i], boxes[rest])[0] <= iou]
     return np.asarray(keep, dtype=np.int64)
 
 

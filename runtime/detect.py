@@ -9,16 +9,15 @@ from __future__ import annotations
 from typing import Dict
 
 import numpy as np
+from agrideploy.export.nms import NMS_OUTPUTS
 from agrideploy.kernels.postprocess import check_thresholds, nms_candidates, scale_boxes
 from agrideploy.runtime.runner import Runner
 from agrideploy.runtime.timing import StageTimer
 
 from agrideploy.errors import AgrideployError
 
-NMS_OUTPUTS = ("num_dets", "det_boxes", "det_scores", "det_classes")
 
-
-def model_record(runner: Runner, task: str, what: str):
+def checked_record(runner: Runner, task: str, what: str):
     """The active runner's record, of the task the pipeline needs."""
     if runner.record is None:
         raise AgrideployError(
@@ -57,7 +56,7 @@ class DetectionPipeline:
 
     def __init__(self, runner: Runner, conf: float = 0.25, iou: float = 0.45, max_det: int = 1000, classes=None, ops=None):
         check_thresholds(conf, iou, max_det)
-        model_record(runner, "detect", "detection")
+        checked_record(runner, "detect", "detection")
         if ops is None:
             from agrideploy.kernels.gpu import ops_for
 

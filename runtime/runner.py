@@ -8,7 +8,6 @@ Arrays crossing this boundary are NumPy, on the host.
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
@@ -40,7 +39,6 @@ class Runner(ABC):
     def __init__(self, record: Optional[ModelRecord] = None):
         self.record = record
         self.is_active = False
-        self._last_infer_ms: Optional[float] = None
 
     # life cycle ------------------------------------------------------------------------------
     def activate(self) -> "Runner":
@@ -65,24 +63,10 @@ class Runner(ABC):
         """Run one batch; returns host NumPy arrays keyed by output name."""
         if not self.is_active:
             raise AgrideployError(f"{self.backend} runner used before activate()")
-        start = time.perf_counter()
-        out = self._infer(feed)
-        self._last_infer_ms = (time.perf_counter() - start) * 1e3
-        return out
-
-    def infer_one(self, batch: np.ndarray) -> Dict[str, np.ndarray]:
-        """Convenience for single-input models: feed `batch` to the only input."""
-        specs = self.input_specs
-        if len(specs) != 1:
-            raise AgrideployError(f"model has {len(specs)} inputs; call infer() with a dict")
-        return self.infer({specs[0].name: batch})
+        return self._infer(feed)
 
     def synchronize(self) -> None:
         """Wait for queued device work; host-synchronous backends need nothing."""
-
-    def last_host_ms(self) -> Optional[float]:
-        """Host wall time of the last infer() call, copies included."""
-        return self._last_infer_ms
 
     def last_device_ms(self) -> Optional[float]:
         """Device compute time of the last infer() (CUDA events) where the backend has it, else None."""

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 import numpy as np
 from agrideploy.kernels.preprocess import normalize
-from agrideploy.runtime.detect import model_input, model_record, pad_batch
+from agrideploy.runtime.detect import checked_record, model_input, pad_batch
 from agrideploy.runtime.runner import Runner
 from agrideploy.runtime.scene import ArrayScene
 from agrideploy.runtime.tiling import TileGrid, blend_weights, predict_tiled, tile_step
@@ -37,7 +37,7 @@ class SegmentationPipeline:
 
     def __init__(self, runner: Runner, tile: Optional[int] = None, overlap: float = 0.5, blend: str = "mean",
                  batch: int = 64, ops=None):
-        model_record(runner, "segment", "tiled segmentation")
+        checked_record(runner, "segment", "tiled segmentation")
         if batch < 1:
             raise AgrideployError(f"--batch must be at least 1, got {batch}")
         if ops is None:

@@ -13,7 +13,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from agrideploy.benchmarks.report.tables import MIB, UNSTABLE_COV, UNSTABLE_MARK, headline_run, model_stats
+from agrideploy.benchmarks.report.tables import MIB, UNSTABLE_MARK, headline_run, model_stats
+from agrideploy.benchmarks.stats import UNSTABLE_COV, UNSTABLE_TEXT
 
 from agrideploy.lazy import require
 
@@ -153,9 +154,9 @@ def latency_distribution(rows: Sequence[Dict[str, Any]]) -> Optional[Plot]:
               f"b{r['batch']} ({r['host_median_ms']:.3g} ms)" for r in runs]
     ax.set_yticks(range(1, len(runs) + 1), labels, fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("host latency of every timed sample / the run's median (band: ±2.5 %)")
+    ax.set_xlabel(f"host latency of every timed sample / the run's median (band: ±{UNSTABLE_TEXT})")
     ax.grid(True, axis="x", alpha=0.3)
-    _legend(ax, colours, [r["device"] for r in runs], [f"{UNSTABLE_MARK} CoV > 2.5 %: unstable"])
+    _legend(ax, colours, [r["device"] for r in runs], [f"{UNSTABLE_MARK} CoV > {UNSTABLE_TEXT}: unstable"])
     return Plot("latency", "Latency spread",
                 "Every timed sample of each run at its smallest batch, divided by the run's median (in brackets): box = "
                 "quartiles, whiskers = 1.5 IQR, dots = outliers. Wide boxes and far dots are runs not to trust to the "

@@ -14,10 +14,11 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-UNSTABLE_COV = 0.025  # trtexec's threshold: above it, a median is a range, not a number
-PRECISIONS = ("fp32", "fp16", "int8")
+from agrideploy.benchmarks.schema import RANDOM_NOTE
+from agrideploy.benchmarks.stats import UNSTABLE_COV, UNSTABLE_TEXT
+from agrideploy.optimize.artefacts import PRECISIONS
+
 SCOPES = (("compute", "device"), ("host", "host"), ("end_to_end", "end_to_end"))  # (row prefix, schema key)
-RANDOM_NOTE = "random weights: accuracy is meaningless"
 UNSTABLE_MARK = "\u26a0"  # ⚠
 MIB = float(1 << 20)
 
@@ -203,7 +204,7 @@ def _mib(value: Optional[float]) -> str:
 def _latency_cell(row: Dict[str, Any], prefix: str, stat: str = "median") -> Any:
     text = fmt(row.get(f"{prefix}_{stat}_ms"))
     if row.get(f"{prefix}_unstable"):
-        return Flagged(text, f"unstable: {prefix.replace('_', '-')} CoV {100 * row[prefix + '_cov']:.1f} % > 2.5 %")
+        return Flagged(text, f"unstable: {prefix.replace('_', '-')} CoV {100 * row[prefix + '_cov']:.1f} % > {UNSTABLE_TEXT}")
     return text
 
 
@@ -273,7 +274,7 @@ def latency_table(rows: Sequence[Dict[str, Any]]) -> Table:
         caption="Milliseconds. Compute: the backend's device-side timer per batch (no copies). Host: the inference call "
         "per batch, copies included. End-to-end: one frame (detection) or one scene of overlapping tiles (segmentation) "
         "through pre-processing + inference + post-processing. "
-        f"{UNSTABLE_MARK} marks an unstable measurement (CoV > 2.5 %): read it as a range and rerun with locked clocks.",
+        f"{UNSTABLE_MARK} marks an unstable measurement (CoV > {UNSTABLE_TEXT}): read it as a range and rerun with locked clocks.",
     )
     for r in rows:
         cov = r.get("host_cov")
@@ -460,7 +461,7 @@ def summary_lines(docs: Sequence[Dict[str, Any]], rows: Sequence[Dict[str, Any]]
     unstable = [r for r in rows if any(r.get(f"{p}_unstable") for p, _ in SCOPES)]
     if unstable:
         lines.append(
-            f"{UNSTABLE_MARK} {len(unstable)} of {len(rows)} runs are unstable (CoV > 2.5 %): their medians are ranges, "
+            f"{UNSTABLE_MARK} {len(unstable)} of {len(rows)} runs are unstable (CoV > {UNSTABLE_TEXT}): their medians are ranges, "
             "not numbers. Lock the clocks (jetson_clocks, nvidia-smi -lgc) and rerun them."
         )
     random_runs = [r for r in rows if r["weights"] == "random"]

@@ -111,15 +111,15 @@ def test_nms_flags_are_checked(det, tmp_path):
 
 
 def test_detection_matching_rules():
-    from agrideploy.export.verify import match_detections
+    from agrideploy.export.verify import compare_detections
 
     ref = [np.array([[10, 10, 50, 50, 0.9, 1], [0, 0, 20, 20, 0.2505, 0]], dtype=np.float32)]
     same_but_borderline_dropped = [ref[0][:1].copy()]
-    assert match_detections(ref, same_but_borderline_dropped, 640, conf_thres=0.25) == []
+    assert compare_detections(ref, same_but_borderline_dropped, 640, conf_thres=0.25) == []
     moved = [ref[0].copy()]
     moved[0][0, 0] += 1.0  # 1 px > 1e-3 x 640
-    assert "1 of 1 detections have no match" in match_detections(ref, moved, 640, conf_thres=0.25)[0]
+    assert "1 of 1 detections have no match" in compare_detections(ref, moved, 640, conf_thres=0.25)[0]
     other_class = [ref[0].copy()]
     other_class[0][0, 5] = 2
-    assert match_detections(ref, other_class, 640, conf_thres=0.25)
-    assert "kept 0 detections" in match_detections(ref, [np.zeros((0, 6), np.float32)], 640, conf_thres=0.25)[0]
+    assert compare_detections(ref, other_class, 640, conf_thres=0.25)
+    assert "kept 0 detections" in compare_detections(ref, [np.zeros((0, 6), np.float32)], 640, conf_thres=0.25)[0]
