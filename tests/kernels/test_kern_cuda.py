@@ -110,6 +110,45 @@ def test_launchers_pass_exactly_what_the_kernels_declare(monkeypatch):
     assert device.cuda.memory == {}  # every launch's buffers freed
 
 
+class LoadingCuda(FakeCuda):
+    """A host stand-in of the CUDA layer on an sm_87 device that 'loads' compiled images."""
+
+    def device_arch(self) -> int:
+        return 87
+
+    def load_module(self, image: bytes):
+        self.loaded = getattr(self, "loaded", []) + [image]
+        return object()
+
+
+@pytest.fixture
+def fresh_probe(monkeypatch):
+    from agrideploy.kernels import cuda_memory
+
+    monkeypatch.setattr(cuda_memory, "open_cuda", lambda prefer=None: LoadingCuda())
+    caches = (gpu.gpu_available, gpu._device, gpu.kernel_image)
+    for cached in caches:
+        cached.cache_clear()
+    yield
+    for cached in caches:
+        cached.cache_clear()
+
+
+def test_availability_probe_compiles_and_loads_every_kernel(fresh_probe):
+    _nvrtc_archs()
+    assert gpu.gpu_available()
+    images = gpu._device().cuda.loaded
+    assert len(images) == len(gpu.SOURCES) and all(image[:4] == b"\x7fELF" for image in images)  # sm_87 CUBINs
+
+
+def test_availability_probe_says_no_when_a_kernel_does_not_compile(fresh_probe, monkeypatch):
+    def broken(name, arch):
+        raise AgrideployError(f"NVRTC cannot compile {name}.cu for sm_{arch}: error")
+
+    monkeypatch.setattr(gpu, "kernel_image", broken)
+    assert gpu.gpu_available() is False
+
+
 needs_gpu = pytest.mark.skipif(not gpu.gpu_available(), reason="no GPU whose kernels cuda-python + NVRTC can compile and load")
 
 

@@ -149,3 +149,17 @@ def test_a_pointer_to_the_stream_is_not_a_stream(tmp_path):
     with running(write_engine(tmp_path, trt, DET), trt, PointerToStream) as runner:
         with pytest.raises(AgrideployError, match="TensorRT failed to run m.engine"):
             runner.infer({"images": np.zeros((1, 3, 32, 32), np.float32)})
+
+
+def test_a_refused_tensor_address_is_an_error(tmp_path):
+    trt = make_fake_tensorrt("10.16", inputs=(("images", (1, 3, 32, 32)),), outputs=(("output0", (1, 20, 6)),))
+
+    class NullBuffers(FakeCuda):
+        def alloc(self, nbytes):
+            buf = super().alloc(nbytes)
+            buf.ptr = 0  # TensorRT refuses a null address (returns False)
+            return buf
+
+    with running(write_engine(tmp_path, trt, DET), trt, NullBuffers) as runner:
+        with pytest.raises(AgrideployError, match="TensorRT refused the device address of tensor images"):
+            runner.infer({"images": np.zeros((1, 3, 32, 32), np.float32)})
