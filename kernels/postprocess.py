@@ -12,8 +12,8 @@ import numpy as np
 
 from agrideploy.errors import AgrideployError
 
-MAX_WH = 7680.0  # YOLOv5's class offset: larger than any box side, so classes never overlap
-MAX_NMS = 30000  # candidates kept for NMS, best first
+MAX_NMS = 30000  # candidates kept for NMS, best first (YOLOv5's max_nms)
+NMS_ROWS = 256  # IoU rows per block: bounds memory to NMS_ROWS x candidates of one class
 
 
 def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
@@ -49,7 +49,7 @@ def decode_yolov5(pred: np.ndarray, conf: float = 0.25) -> List[np.ndarray]:
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix (n, m) of xyxy boxes (float64, so NMS's class offsets cost no precision)."""
+    """IoU matrix (n, m) of xyxy boxes (float64)."""
     a = np.asarray(a, np.float64).reshape(-1, 4)
     b = np.asarray(b, np.float64).reshape(-1, 4)
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
@@ -61,34 +61,43 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
-def nms_indices(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Greedy NMS: indices kept, best score first; a box is dropped when IoU > iou with a kept one."""
-    order = np.argsort(-scores, kind="stable")
-    boxes = boxes.astype(np.float64)
-    keep = []
-    while order.size:
-        i = order[0]
-        keep.append(i)
-        rest = order[1:]
-        order = rest[box_iou(boxes[i], boxes[rest])[0] <= iou]
-    return np.asarray(keep, dtype=np.int64)
+def greedy_nms(boxes: np.ndarray, iou: float) -> np.ndarray:
+    """Indices kept from `boxes` (xyxy, best first): a box goes when its IoU with a kept one exceeds `iou`.
+
+    IoU rows are computed NMS_ROWS at a time against the later boxes; the only Python loop runs
+    over the boxes that overlap a later one, so it is short when few boxes overlap.
+    """
+    n = len(boxes)
+    removed = np.zeros(n, bool)
+    for start in range(0, n, NMS_ROWS):
+        over = np.triu(box_iou(boxes[start : start + NMS_ROWS], boxes) > iou, start + 1)
+        for i in np.flatnonzero(over.any(1)):
+            if not removed[start + i]:
+                removed |= over[i]
+    return np.flatnonzero(~removed)
 
 
 def nms_candidates(
     cands: np.ndarray, iou: float = 0.45, max_det: int = 1000, classes: Optional[Sequence[int]] = None
 ) -> np.ndarray:
-    """Per-class NMS of one image's (n, 6) candidates via the class-offset trick; best max_det kept."""
+    """Per-class NMS of one image's (n, 6) candidates, best max_det kept, best first.
+
+    YOLOv5 shifts each class by an offset so one NMS never compares boxes of different classes;
+    grouping by class gives the same result without the offset's rounding, and each group's IoU
+    matrix is (n_class x n_class) instead of (n x n).
+    """
     if classes is not None:
         cands = cands[np.isin(cands[:, 5].astype(np.int64), np.asarray(list(classes), np.int64))]
     if not len(cands):
         return np.zeros((0, 6), np.float32)
-    order = np.argsort(-cands[:, 4], kind="stable")[:MAX_NMS]
-    cands = cands[order]
+    cands = cands[np.argsort(-cands[:, 4], kind="stable")[:MAX_NMS]]
     boxes = cands[:, :4].astype(np.float64)
-    offset = max(MAX_WH, float(np.abs(boxes).max()) * 2 + 1)
-    shifted = boxes + cands[:, 5:6].astype(np.float64) * offset
-    keep = nms_indices(shifted, cands[:, 4], iou)[:max_det]
-    return cands[keep]
+    by_class = np.argsort(cands[:, 5], kind="stable")  # within a class: still best first
+    starts = np.flatnonzero(np.diff(cands[by_class, 5])) + 1
+    keep = []
+    for group in np.split(by_class, starts):
+        keep.extend(group if len(group) == 1 else group[greedy_nms(boxes[group], iou)])
+    return cands[np.sort(np.asarray(keep, np.int64))[:max_det]]
 
 
 def non_max_suppression(

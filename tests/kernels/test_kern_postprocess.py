@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from agrideploy.kernels import postprocess
 from agrideploy.kernels.postprocess import (
     colorize,
     decode_yolov5,
@@ -13,7 +14,7 @@ from agrideploy.kernels.postprocess import (
     seg_argmax,
 )
 from brute_boxes import scalar_iou
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agrideploy.errors import AgrideployError
@@ -33,22 +34,33 @@ def brute_force_nms(cands, iou, max_det):
     return np.array(kept[:max_det], np.float32).reshape(-1, 6)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    n=st.integers(0, 40),
+    n=st.integers(0, 60),
     nc=st.integers(1, 4),
     iou=st.sampled_from([0.3, 0.45, 0.5, 0.7]),
-    max_det=st.integers(1, 50),
+    max_det=st.integers(1, 70),
     seed=st.integers(0, 2**31 - 1),
+    whole=st.booleans(),
+    rows=st.sampled_from([1, 3, 256]),
 )
-def test_nms_matches_brute_force(n, nc, iou, max_det, seed):
+def test_nms_matches_brute_force(n, nc, iou, max_det, seed, whole, rows, monkeypatch):
+    """Integer boxes hit IoU == threshold exactly (kept, as YOLOv5 keeps them); float boxes do not;
+    small NMS_ROWS cut the IoU matrix into blocks mid-class (the patch holds for every example alike)."""
+    monkeypatch.setattr(postprocess, "NMS_ROWS", rows)
     rng = np.random.default_rng(seed)
-    xy = rng.integers(0, 60, (n, 2))
-    wh = rng.integers(1, 40, (n, 2))
+    xy = rng.integers(0, 60, (n, 2)) if whole else rng.random((n, 2)) * 60
+    wh = rng.integers(1, 40, (n, 2)) if whole else rng.random((n, 2)) * 40 + 0.5
     scores = (rng.permutation(n) + 1) / (n + 1)  # distinct, so the order is unambiguous
     cands = np.concatenate([xy, xy + wh, scores[:, None], rng.integers(0, nc, (n, 1))], axis=1).astype(np.float32)
     got = nms_candidates(cands, iou=iou, max_det=max_det)
     np.testing.assert_array_equal(got, brute_force_nms(cands, iou, max_det))
+
+
+def test_nms_keeps_a_box_at_exactly_the_threshold_and_drops_it_above():
+    cands = np.array([[0, 0, 4, 1, 0.9, 0], [0, 0, 2, 1, 0.8, 0], [10, 0, 12, 1, 0.7, 0], [10, 0, 12, 1, 0.6, 1]], np.float32)
+    assert nms_candidates(cands, iou=0.5)[:, 4].tolist() == pytest.approx([0.9, 0.8, 0.7, 0.6])  # IoU 0.5 is not > 0.5
+    assert nms_candidates(cands, iou=0.49)[:, 4].tolist() == pytest.approx([0.9, 0.7, 0.6])  # other class survives
 
 
 def test_decode_scores_are_objectness_times_class_and_boxes_xyxy():
