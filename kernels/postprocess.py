@@ -1,4 +1,4 @@
-"""Post-processing, NumPy reference: YOLOv5 decode + NMS, boxes back to the image; segmentation argmax.
+"""Post-processing on the host: YOLOv5 decode + vectorised per-class NMS, boxes back to the image; segmentation argmax.
 
 The CUDA kernels in decode.cu and argmax.cu compute `decode_yolov5` and `seg_argmax`/`colorize`
 exactly as written here. Detections everywhere are rows of [x1, y1, x2, y2, conf, cls].
