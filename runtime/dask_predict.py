@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -65,8 +66,11 @@ def dask_client(scheduler: Optional[str] = None, workers: Optional[int] = None) 
         with client:
             yield client
         return
-    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
+    with warnings.catch_warnings():  # its HTTP server moves off a busy port 8787 by itself: no need to say so
+        warnings.filterwarnings("ignore", message="Port .* is already in use")
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                           silence_logs=logging.ERROR)
+    with cluster, distributed.Client(cluster) as client:
         yield client
 
 
@@ -75,6 +79,13 @@ def worker_budget(client) -> int:
     limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
     limits = [m for m in limits if m > 0]
     return min(limits) // DEFAULT_BUDGET_SHARE if limits else NO_LIMIT_BUDGET
+
+
+def gpu_resources(client) -> Optional[dict]:
+    """{"GPU": 1} when workers advertise GPUs (`dask worker --resources GPU=1`): a task then holds one GPU, so
+    a worker runs one task per GPU and tasks go only to GPU workers. None otherwise."""
+    info = client.scheduler_info()["workers"].values()
+    return {"GPU": 1} if any((w.get("resources") or {}).get("GPU") for w in info) else None
 
 
 def scene_blocks(path: Path, facts: dict, bands, budget: int) -> Optional[List[Tuple[int, int]]]:
@@ -106,7 +117,8 @@ def predict_on_cluster(client, model, sources: Sequence[Path], out_dir, settings
     distributed = require("distributed", "distributed")
     client.register_plugin(tasks.RunnerPlugin(model, backend, device, threads))
     start = time.perf_counter()
-    facts = _result(client.submit(tasks.describe_run, settings, pure=False))
+    resources = gpu_resources(client)
+    facts = _result(client.submit(tasks.describe_run, settings, pure=False, resources=resources))
     task = facts["task"]
     out_dir = predict.prepare_outputs(out_dir, sources, task, force)
     run = uuid.uuid4().hex[:8]
@@ -116,7 +128,8 @@ def predict_on_cluster(client, model, sources: Sequence[Path], out_dir, settings
     split = 0
 
     def submit(func, indices, *args, name: str, retries: int = RETRIES, alone: bool = False) -> None:
-        fut = client.submit(func, *args, key=f"agrideploy-{name}-{run}-{uuid.uuid4().hex[:6]}", retries=retries, pure=False)
+        fut = client.submit(func, *args, key=f"agrideploy-{name}-{run}-{uuid.uuid4().hex[:6]}", retries=retries, pure=False,
+                            resources=resources)
         pending.add(fut)
         owner[fut.key] = (indices, alone)
 
@@ -132,7 +145,7 @@ def predict_on_cluster(client, model, sources: Sequence[Path], out_dir, settings
                 continue
             split += 1
             parts = [client.submit(tasks.segment_block_task, path, settings, r0, r1, retries=RETRIES, pure=False,
-                                   key=f"agrideploy-block-{i}-{path.stem}-{r0}-{run}") for r0, r1 in blocks]
+                                   resources=resources, key=f"agrideploy-block-{i}-{path.stem}-{r0}-{run}") for r0, r1 in blocks]
             submit(tasks.assemble_scene_task, [i], path, out_dir, settings, blocks, *parts, name=f"stitch-{i}-{path.stem}")
 
     entries: Dict[int, dict] = {}

@@ -6,6 +6,7 @@ import sys
 
 from agrideploy.commands.common import add_model_source, load_model_from_args
 from agrideploy.errors import AgrideployError
+from agrideploy.lazy import require
 
 
 def register(sub) -> None:
@@ -79,6 +80,7 @@ def check_cluster_args(args) -> None:
             raise AgrideployError(f"{flag} must be at least 1, got {value}")
     if args.block_mb is not None and not args.block_mb > 0:
         raise AgrideployError(f"--block-mb must be positive, got {args.block_mb}")
+    require("distributed", "distributed")  # the install hint, before any model is loaded
 
 
 def run_on_cluster(args, model, sources, bands) -> int:

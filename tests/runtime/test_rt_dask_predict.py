@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import rt_tiny_models as tiny
 from agrideploy.runtime import predict
 from agrideploy.runtime.dask_tasks import PredictSettings
 from agrideploy.runtime.select import open_runner
@@ -23,18 +22,9 @@ from PIL import Image
 from rasterio.transform import from_origin
 
 distributed = pytest.importorskip("distributed")
-from agrideploy.runtime.dask_predict import predict_on_cluster  # noqa: E402
+from agrideploy.runtime.dask_predict import gpu_resources, predict_on_cluster  # noqa: E402
 
 SCENE_SIZES = [(70, 101), (200, 90), (64, 64), (150, 150)]
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    return {
-        "det": tiny.export(tiny.tiny_detector(), folder / "det.onnx"),
-        "seg": tiny.export(tiny.tiny_segmenter(), folder / "seg.onnx", dynamic=True),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +180,13 @@ def test_cli_workers_flag_runs_a_local_cluster(models, scenes, tmp_path, cli):
     assert res.returncode == 0, res.stderr
     assert "4 scene(s) ->" in res.stderr and "on 2 Dask worker(s); 4 scene(s) in blocks" in res.stderr
     assert_same_files(tmp_path / "ref" / "out", out)
+
+
+def test_tasks_ask_for_a_gpu_only_where_workers_advertise_one(client):
+    assert gpu_resources(client) is None  # the LocalCluster's workers declare no resources
+
+    class Advertised:
+        def scheduler_info(self):
+            return {"workers": {"tcp://a:1": {"resources": {}}, "tcp://b:1": {"resources": {"GPU": 1.0}}}}
+
+    assert gpu_resources(Advertised()) == {"GPU": 1}
