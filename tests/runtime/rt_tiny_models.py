@@ -72,3 +72,11 @@ def tiny_segmenter(channels: int = 4, nc: int = 3, tile: int = 32, seed: int = 0
 def export(loaded, path, **flags):
     """ONNX of a tiny model through the real exporter (so the metadata is what users get)."""
     return to_onnx(loaded, str(path), progress=False, force=True, **flags).path
+
+
+def tiny_onnx_models(folder) -> dict:
+    """The tiny detector (fixed batch) and segmenter (dynamic batch) as ONNX files in `folder`."""
+    return {
+        "det": export(tiny_detector(), folder / "det.onnx"),
+        "seg": export(tiny_segmenter(), folder / "seg.onnx", dynamic=True),
+    }

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import rt_tiny_models as tiny
 from agrideploy.runtime import predict
 from agrideploy.runtime.dask_tasks import PredictSettings
 from agrideploy.runtime.select import open_runner
@@ -25,6 +26,11 @@ distributed = pytest.importorskip("distributed")
 from agrideploy.runtime.dask_predict import gpu_resources, predict_on_cluster  # noqa: E402
 
 SCENE_SIZES = [(70, 101), (200, 90), (64, 64), (150, 150)]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return tiny.tiny_onnx_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")

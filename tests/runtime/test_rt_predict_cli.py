@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
+import rt_tiny_models as tiny
 from agrideploy.kernels.gpu import NUMPY_OPS
 from agrideploy.runtime.ort_runner import OrtRunner
 from agrideploy.runtime.scene import open_scene
@@ -16,6 +17,11 @@ from rasterio.transform import from_origin
 
 CRS = "EPSG:32633"
 TRANSFORM = from_origin(500000.0, 4650000.0, 10.0, 10.0)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return tiny.tiny_onnx_models(tmp_path_factory.mktemp("models"))
 
 
 def write_geotiff(path, data, crs=CRS, transform=TRANSFORM):
