@@ -78,8 +78,9 @@ setup(
         "report": ["matplotlib>=3.5"],
         "geo": ["rasterio>=1.3"],
         "distributed": ["distributed>=2023.1"],
+        # pycocotools: the COCO-style mAP is cross-checked against it
         "dev": [OPENCV, "pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.5", "vermin>=1.5", "rasterio>=1.3", "matplotlib>=3.5",
-                "tritonclient[grpc]>=2.30"],
+                "tritonclient[grpc]>=2.30", "pycocotools>=2.0.6"],
     },
     entry_points={"console_scripts": ["agrideploy=agrideploy.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Image Recognition"],

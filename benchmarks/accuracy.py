@@ -1,11 +1,15 @@
 """Task accuracy of any Runner on a user's dataset, so FP16/INT8 losses are measured, not assumed.
 
-Detection: mAP@0.5 and mAP@0.5:0.95 as COCO computes them - detections taken in score order, each
-matched greedily to the best still-unmatched ground truth of its class at IoU >= t, precision made
-monotone, read at 101 recall points; classes without ground truth are left out of the mean.
-Segmentation: a confusion matrix over every labelled pixel gives per-class IoU, mIoU (over classes
-present in the labels or the predictions) and pixel accuracy. Predictions come from the same
-runtime pipelines as `agrideploy predict` (letterbox + NMS; tiles + blending).
+Detection reports two mAPs over the same detections, each named, because users compare with both:
+* COCO-style (`map50`, `map50_95`; identical to pycocotools): detections taken in score order, each
+  matched greedily to the best still-unmatched ground truth of its class at IoU >= t, precision made
+  monotone, read at 101 recall points; classes without ground truth are left out of the mean.
+* YOLOv5-style (`yolov5_map50`, `yolov5_map50_95`): what YOLOv5's val.py prints (see yolov5_map.py).
+Detections come from YOLOv5 val.py's settings unless told otherwise (`DetectionSettings`).
+Segmentation: a confusion matrix over every labelled pixel of the whole dataset (255 = unlabelled, skipped)
+gives per-class IoU, mIoU (mean over the classes present in the labels or the predictions) and pixel
+accuracy. Predictions come from the same runtime pipelines as `agrideploy predict` (letterbox + NMS;
+tiles + blending).
 """
 
 from __future__ import annotations
@@ -25,7 +29,19 @@ IOU_THRESHOLDS = np.round(np.linspace(0.5, 0.95, 10), 2)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 MASK_SUFFIXES = (".png", ".tif", ".tiff")
 IGNORE_INDEX = 255  # mask value for unlabelled pixels
-EVAL_CONF, EVAL_IOU, EVAL_MAX_DET = 0.001, 0.6, 300  # YOLOv5 val.py's settings for mAP
+
+
+@dataclass(frozen=True)
+class DetectionSettings:
+    """NMS settings of the accuracy run; the defaults are YOLOv5 val.py's (conf 0.001, IoU 0.6, 300, multi-label)."""
+
+    conf: float = 0.001
+    iou: float = 0.6
+    max_det: int = 300
+    multi_label: bool = True
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"conf": self.conf, "iou": self.iou, "max_det": self.max_det, "multi_label": self.multi_label}
 
 
 # -- detection metric ----------------------------------------------------------------------------
@@ -211,8 +227,8 @@ def detection_dataset(source: str | Path) -> Tuple[List[Sample], Optional[List[s
     return samples, names
 
 
-def read_yolo_labels(path: Optional[Path], width: int, height: int) -> np.ndarray:
-    """(m, 5) [cls, x1, y1, x2, y2] in pixels from a YOLO label file (class cx cy w h, normalised)."""
+def read_label_rows(path: Optional[Path]) -> np.ndarray:
+    """(m, 5) rows [class, cx, cy, w, h] (normalised) of a YOLO label file; None = no file = no objects."""
     if path is None:
         return np.zeros((0, 5))
     try:
@@ -221,8 +237,18 @@ def read_yolo_labels(path: Optional[Path], width: int, height: int) -> np.ndarra
         raise AgrideployError(f"{path}: not a YOLO label file (class cx cy w h per line)") from None
     if rows.shape[1] != 5:
         raise AgrideployError(f"{path}: expected 5 numbers per line (class cx cy w h), got {rows.shape[1]}")
+    return rows
+
+
+def rows_to_pixels(rows: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(m, 5) [cls, x1, y1, x2, y2] in pixels from normalised YOLO rows, as they are (no clipping)."""
     cx, cy, w, h = rows[:, 1] * width, rows[:, 2] * height, rows[:, 3] * width, rows[:, 4] * height
     return np.stack([rows[:, 0], cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+
+
+def read_yolo_labels(path: Optional[Path], width: int, height: int) -> np.ndarray:
+    """(m, 5) [cls, x1, y1, x2, y2] in pixels from a YOLO label file (class cx cy w h, normalised)."""
+    return rows_to_pixels(read_label_rows(path), width, height)
 
 
 def segmentation_dataset(source: str | Path) -> List[Sample]:
@@ -262,32 +288,39 @@ def _progress(items: Sequence[Any], label: str):
     return tqdm(items, desc=label, unit="img", file=sys.stderr, leave=False, disable=None)
 
 
-def evaluate_detection(runner, source: str | Path, conf: float = EVAL_CONF, iou: float = EVAL_IOU,
-                       max_det: int = EVAL_MAX_DET) -> Dict[str, Any]:
-    from agrideploy.kernels.imageio import read_image
+def evaluate_detection(runner, source: str | Path, settings: DetectionSettings = DetectionSettings()) -> Dict[str, Any]:
+    from agrideploy.benchmarks.yolov5_map import detection_map_valpy, labels_for_valpy
+    from agrideploy.kernels.imageio import check_pixels_fit, read_image
     from agrideploy.runtime.detect import DetectionPipeline
 
     samples, names = detection_dataset(source)
     nc = runner.record.num_classes
     if names is not None and len(names) != nc:
         raise AgrideployError(f"--data {source}: {len(names)} classes, but the model has {nc}")
-    pipeline = DetectionPipeline(runner, conf=conf, iou=iou, max_det=max_det)
-    dets, gts = [], []
+    pipeline = DetectionPipeline(runner, conf=settings.conf, iou=settings.iou, max_det=settings.max_det,
+                                 multi_label=settings.multi_label)
+    dets, gts, valpy_gts = [], [], []
     for sample in _progress(samples, "accuracy"):
         image = read_image(sample.image)
+        check_pixels_fit(image.dtype, runner.record, sample.image)
         dets.append(pipeline(image))
-        gts.append(read_yolo_labels(sample.target, image.shape[1], image.shape[0]))
-    scores = detection_map(dets, gts, nc)
+        rows, (h, w) = read_label_rows(sample.target), image.shape[:2]
+        gts.append(rows_to_pixels(rows, w, h))
+        valpy_gts.append(labels_for_valpy(rows, w, h))
+    coco = detection_map(dets, gts, nc)
+    valpy = detection_map_valpy(dets, valpy_gts)
     return {
-        "dataset": str(source), "kind": "detect", "map50": scores["map50"], "map50_95": scores["map50_95"],
+        "dataset": str(source), "kind": "detect", "map50": coco["map50"], "map50_95": coco["map50_95"],
+        "yolov5_map50": valpy["map50"], "yolov5_map50_95": valpy["map50_95"],
+        "yolov5_ignored_images": valpy["ignored_images"], "detection_settings": settings.as_dict(),
         "miou": None, "per_class_iou": {}, "pixel_accuracy": None, "delta_vs_fp32": {},
-        "images": scores["images"], "objects": scores["objects"],
+        "images": coco["images"], "objects": coco["objects"],
     }
 
 
 def evaluate_segmentation(runner, source: str | Path, batch: int = 64, overlap: float = 0.5,
                           blend: str = "mean") -> Dict[str, Any]:
-    from agrideploy.kernels.imageio import read_image
+    from agrideploy.kernels.imageio import check_pixels_fit, read_image
     from agrideploy.runtime.segment import SegmentationPipeline
 
     samples = segmentation_dataset(source)
@@ -295,7 +328,9 @@ def evaluate_segmentation(runner, source: str | Path, batch: int = 64, overlap: 
     pipeline = SegmentationPipeline(runner, overlap=overlap, blend=blend, batch=batch)
     conf = np.zeros((len(names), len(names)), np.int64)
     for sample in _progress(samples, "accuracy"):
-        pred = pipeline.predict_array(read_image(sample.image))
+        image = read_image(sample.image)
+        check_pixels_fit(image.dtype, runner.record, sample.image)
+        pred = pipeline.predict_array(image)
         conf += confusion_matrix(read_mask(sample.target), pred, len(names))
     scores = segmentation_scores(conf, names)
     return {
@@ -305,14 +340,15 @@ def evaluate_segmentation(runner, source: str | Path, batch: int = 64, overlap: 
     }
 
 
-def evaluate(runner, source: str | Path, batch: int = 64) -> Dict[str, Any]:
+def evaluate(runner, source: str | Path, batch: int = 64,
+             detection: DetectionSettings = DetectionSettings()) -> Dict[str, Any]:
     """The results' accuracy object for an active runner on `source` (its task decides the metric)."""
     if runner.record.task == "detect":
-        return evaluate_detection(runner, source)
+        return evaluate_detection(runner, source, detection)
     return evaluate_segmentation(runner, source, batch=batch)
 
 
-METRICS = {"detect": ("map50", "map50_95"), "segment": ("miou", "pixel_accuracy")}
+METRICS = {"detect": ("map50", "map50_95", "yolov5_map50", "yolov5_map50_95"), "segment": ("miou", "pixel_accuracy")}
 
 
 def delta_vs(reference: Dict[str, Any], other: Dict[str, Any]) -> Dict[str, float]:

@@ -48,6 +48,7 @@ class Settings:
     method: latency.Method = field(default_factory=latency.Method)
     data: Optional[str] = None  # YOLO data.yaml / folder, or a folder with images/ and masks/
     calib: Optional[str] = None  # INT8 calibration images (folder, data.yaml, "random"); None: the --data images, else random
+    detection: accuracy.DetectionSettings = field(default_factory=accuracy.DetectionSettings)  # NMS of the mAP run
     calib_samples: int = 32
     max_map_drop: Optional[float] = None  # mAP@0.5:0.95, absolute (0.01 = one point)
     max_miou_drop: Optional[float] = None  # mIoU, absolute
@@ -360,7 +361,7 @@ def _accuracy(job: Job, settings: Settings) -> Dict[str, Any]:
     runner = _open(job, settings)
     try:
         runner.activate()
-        return accuracy.evaluate(runner, settings.data, batch=max(job.batches))
+        return accuracy.evaluate(runner, settings.data, batch=max(job.batches), detection=settings.detection)
     finally:
         runner.deactivate()
 
@@ -422,7 +423,9 @@ def summary_table(document: Dict[str, Any]) -> str:
     for r in document["runs"]:
         host, e2e, acc = r["latency_ms"]["host"], r["latency_ms"]["end_to_end"], r["accuracy"]
         if acc and acc["kind"] == "detect":
-            score = f"mAP50-95 {acc['map50_95']:.3f}"
+            score = f"mAP50-95 {acc['map50_95']:.3f} COCO"
+            if acc.get("yolov5_map50_95") is not None:
+                score += f" / {acc['yolov5_map50_95']:.3f} val.py"
         elif acc:
             score = f"mIoU {acc['miou']:.3f}"
         else:

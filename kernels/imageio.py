@@ -3,7 +3,8 @@
 PNG/JPEG/BMP are decoded by OpenCV exactly as YOLOv5 reads them (cv2.imread, 3-band uint8), returned
 in RGB order; TIFF/GeoTIFF go through rasterio (imported on first use) keeping every band and its
 dtype (uint16 reflectances stay uint16). `bands` picks bands by
-their 1-based number, as GDAL and rasterio count them.
+their 1-based number, as GDAL and rasterio count them. `check_pixels_fit` refuses pixels whose dtype the
+record's normalisation was not stated for, instead of silently rescaling them.
 """
 
 from __future__ import annotations
@@ -92,6 +93,32 @@ def _read_raster(path: Path, bands: Optional[Sequence[int]]) -> np.ndarray:
         except rasterio.errors.RasterioError as exc:
             raise AgrideployError(f"cannot read image {path}: {_first_line(exc)}") from None
     return np.ascontiguousarray(np.transpose(data, (1, 2, 0)))
+
+
+EIGHT_BIT_SCALE = 1.0 / 255.0
+
+
+def check_pixels_fit(dtype, record, where: str | os.PathLike = "the image") -> None:
+    """Refuse an image whose pixel type does not fit the record's normalisation (`p * input_scale`).
+
+    A record scaling by 1/255 was stated for 8-bit pixels: a uint16 reflectance (0-10000) would become
+    values up to 40. A record scaling by less than 1/255 was stated for deeper pixels: 8-bit input
+    would be near zero. Other scales (e.g. 1 with mean/std in sensor units) accept any dtype.
+    """
+    dtype = np.dtype(dtype)
+    scale = float(record.input_scale)
+    eight_bit = abs(scale - EIGHT_BIT_SCALE) <= 1e-9
+    if eight_bit and dtype != np.uint8:
+        raise AgrideployError(
+            f"{where} holds {dtype} pixels but {record.arch} was exported for 8-bit images (input scale 1/255); "
+            "re-export with the normalisation it was trained with, e.g. --input-scale 0.0001 for 0-10000 "
+            "reflectances (plus --mean/--std per band)"
+        )
+    if dtype == np.uint8 and scale < EIGHT_BIT_SCALE - 1e-9:
+        raise AgrideployError(
+            f"{where} holds 8-bit pixels but {record.arch} expects deeper ones (input scale {scale:g}); "
+            "give it the sensor's original bands, or re-export with --input-scale 1/255"
+        )
 
 
 def _first_line(exc: Exception) -> str:

@@ -48,6 +48,27 @@ def decode_yolov5(pred: np.ndarray, conf: float = 0.25) -> List[np.ndarray]:
     return out
 
 
+def decode_yolov5_multi_label(pred: np.ndarray, conf: float = 0.001) -> List[np.ndarray]:
+    """(B, N, 5+nc) head output -> per image (n, 6) candidates, one row per class scoring > conf (val.py's mAP mode).
+
+    A box is kept when objectness > conf; each class whose objectness x class score > conf gives a row,
+    box by box, classes in index order.
+    """
+    pred = np.asarray(pred)
+    if pred.ndim != 3 or pred.shape[2] < 6:
+        raise AgrideployError(f"expected a YOLOv5 output (B, N, 5 + classes), got {pred.shape}")
+    out = []
+    for p in pred.astype(np.float32, copy=False):
+        p = p[p[:, 4] > conf]
+        scores = p[:, 5:] * p[:, 4:5]
+        box, cls = np.nonzero(scores > conf)
+        rows = np.concatenate(
+            [xywh_to_xyxy(p[box, :4]), scores[box, cls][:, None], cls[:, None].astype(np.float32)], axis=1
+        )
+        out.append(rows.astype(np.float32))
+    return out
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU matrix (n, m) of xyxy boxes (float64)."""
     a = np.asarray(a, np.float64).reshape(-1, 4)

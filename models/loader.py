@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
-from agrideploy.models import zoo
+from agrideploy.models import normalisation, zoo
 from agrideploy.models.checkpoints import native, state_dict, torchscript, trusted
 from agrideploy.models.checkpoints.factory import build_with_factory
 from agrideploy.models.loaded import KeyMatch, LoadedModel, LoadOptions, load_weights
@@ -64,9 +64,24 @@ def load_model(
     output_stride: Optional[int] = None,
     factory: Optional[str] = None,
     trust: bool = False,
+    input_scale: Optional[float] = None,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
 ) -> LoadedModel:
-    """Read a checkpoint of any supported format, or build `arch` with random weights when source is None."""
-    opts = LoadOptions(arch, classes, channels, imgsz, output_stride, factory, trust)
+    """Read a checkpoint of any supported format, or build `arch` with random weights when source is None.
+
+    input_scale / mean / std, when given, replace the record's normalisation (see models.normalisation).
+    """
+    if source is None:  # the bands are known before building: refuse a wrong --mean/--std first
+        normalisation.check_bands(mean, std, 3 if channels is None else int(channels))
+    loaded = _load(source, LoadOptions(arch, classes, channels, imgsz, output_stride, factory, trust))
+    normalisation.apply(loaded.record, input_scale, mean, std)
+    return loaded
+
+
+def _load(source: Union[None, str, os.PathLike], opts: LoadOptions) -> LoadedModel:
+    arch, classes, channels, imgsz, output_stride, factory = (
+        opts.arch, opts.classes, opts.channels, opts.imgsz, opts.output_stride, opts.factory)
     if source is None:
         if not arch:
             raise AgrideployError("give a checkpoint, or --arch NAME to build a model with random weights")
@@ -129,7 +144,9 @@ def _read_pickle(path: Path, opts: LoadOptions) -> LoadedModel:
 def _read_data(obj: Any, path: Path, opts: LoadOptions) -> LoadedModel:
     sd = state_dict.find_state_dict(obj)
     if sd is not None:
-        return _read_state_dict(sd, path, opts)
+        loaded = _read_state_dict(sd, path, opts)
+        normalisation.apply(loaded.record, **normalisation.from_checkpoint(obj), where=str(path))
+        return loaded
     if opts.trust:
         return _read_trusted(path, opts)
     raise AgrideployError(f"{path}: holds a {type(obj).__name__} with no state dict or model agrideploy can read")

@@ -106,10 +106,12 @@ def random_batches(record: Optional[ModelRecord], shape: Sequence[int], samples:
 def prepare_image(path: Path, record: Optional[ModelRecord], channels: int, hw: Sequence[int]) -> np.ndarray:
     """One image as the model's input (C, H, W) float32, read and pre-processed by agrideploy.kernels,
     the same functions inference runs (letterbox or stretch per the record, normalisation, CHW)."""
-    from agrideploy.kernels.imageio import read_image
+    from agrideploy.kernels.imageio import check_pixels_fit, read_image
     from agrideploy.kernels.preprocess import prepare
 
     if record is None:  # an ONNX without our record: YOLO-style defaults (letterbox, pixels / 255)
         record = ModelRecord(task="detect", arch="this model", names=["0"], channels=channels, imgsz=list(hw))
-    chw, _ = prepare(read_image(path), record, np.float32, new_hw=tuple(hw))
+    image = read_image(path)
+    check_pixels_fit(image.dtype, record, path)
+    chw, _ = prepare(image, record, np.float32, new_hw=tuple(hw))
     return chw

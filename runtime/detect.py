@@ -10,7 +10,7 @@ from typing import Dict
 
 import numpy as np
 from agrideploy.export.nms import NMS_OUTPUTS
-from agrideploy.kernels.postprocess import check_thresholds, nms_candidates, scale_boxes
+from agrideploy.kernels.postprocess import check_thresholds, decode_yolov5_multi_label, nms_candidates, scale_boxes
 from agrideploy.runtime.runner import Runner
 from agrideploy.runtime.timing import StageTimer
 
@@ -50,11 +50,13 @@ def pad_batch(x: np.ndarray, batch: int) -> np.ndarray:
 class DetectionPipeline:
     """`DetectionPipeline(runner, conf, iou, max_det)(image) -> (n, 6)` [x1, y1, x2, y2, conf, cls] in image pixels.
 
-    The runner must be active. `ops` holds prepare/decode_yolov5 (kernels.gpu on a GPU backend,
+    The runner must be active. `multi_label` keeps every class scoring above conf per box (YOLOv5 val.py's
+    mAP mode, decoded on the host); a graph with its own NMS decides that itself. `ops` holds prepare/decode_yolov5 (kernels.gpu on a GPU backend,
     the NumPy references otherwise; see kernels.gpu.ops_for).
     """
 
-    def __init__(self, runner: Runner, conf: float = 0.25, iou: float = 0.45, max_det: int = 1000, classes=None, ops=None):
+    def __init__(self, runner: Runner, conf: float = 0.25, iou: float = 0.45, max_det: int = 1000, classes=None, ops=None,
+                 multi_label: bool = False):
         check_thresholds(conf, iou, max_det)
         checked_record(runner, "detect", "detection")
         if ops is None:
@@ -63,6 +65,7 @@ class DetectionPipeline:
             ops = ops_for(runner)
         self.runner, self.ops = runner, ops
         self.conf, self.iou, self.max_det, self.classes = conf, iou, max_det, classes
+        self.multi_label = multi_label and runner.record.num_classes > 1  # as val.py: one class has one label
         spec, self.hw = model_input(runner)
         self.input_name, self.batch, self.dtype = spec.name, max(spec.shape[0], 1), np.dtype(spec.dtype)
         self.in_graph_nms = all(name in [s.name for s in runner.output_specs] for name in NMS_OUTPUTS)
@@ -84,7 +87,8 @@ class DetectionPipeline:
 
     def _decode(self, out: Dict[str, np.ndarray]) -> np.ndarray:
         raw = out["output0"] if "output0" in out else next(iter(out.values()))
-        cands = self.ops.decode_yolov5(raw[:1].astype(np.float32), self.conf)[0]
+        decode = decode_yolov5_multi_label if self.multi_label else self.ops.decode_yolov5
+        cands = decode(raw[:1].astype(np.float32), self.conf)[0]
         return nms_candidates(cands, self.iou, self.max_det, self.classes)
 
     def _graph_detections(self, out: Dict[str, np.ndarray]) -> np.ndarray:

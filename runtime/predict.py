@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from agrideploy.kernels.imageio import IMAGE_SUFFIXES, read_image
+from agrideploy.kernels.imageio import IMAGE_SUFFIXES, check_pixels_fit, read_image
 from agrideploy.kernels.preprocess import check_bands
 from agrideploy.runtime import outputs
 from agrideploy.runtime.runner import Runner
@@ -83,6 +83,7 @@ def detect_image(pipe, path: Path, out_dir: Path, *, bands=None, force=False) ->
     """Detect on one image, write its `<stem>.txt` and annotated copy; its predictions.json entry."""
     names = pipe.runner.record.names
     image = read_image(path, bands)
+    check_pixels_fit(image.dtype, pipe.runner.record, path)
     dets = pipe(image)
     hw = image.shape[:2]
     write_text_atomic(out_dir / f"{path.stem}.txt", outputs.yolo_lines(dets, hw), force=force)
@@ -117,6 +118,7 @@ def segment_scene(pipe, path: Path, out_dir: Path, *, bands=None, force=False, p
     names = pipe.runner.record.names
     with open_scene(path, bands) as scene:
         check_bands(scene.count, pipe.runner.record)
+        check_pixels_fit(scene.dtype, pipe.runner.record, path)
         classes_path = out_dir / f"{path.stem}_classes.tif"
         with outputs.ClassMapWriter(classes_path, scene, names, force=force) as writer:
             if predict is None:

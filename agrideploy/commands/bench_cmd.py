@@ -52,6 +52,14 @@ def register(sub) -> None:
                         help="end-to-end input (H [W]): detection frame (default: input size), segmentation scene (default: 4 tiles)")
     acc = p.add_argument_group("accuracy")
     acc.add_argument("--data", help="YOLO data.yaml or images/+labels/ folder; or a folder with images/ and masks/")
+    acc.add_argument("--conf", type=float, default=0.001, help="mAP run: confidence threshold (default 0.001, as val.py)")
+    acc.add_argument("--iou", type=float, default=0.6, help="mAP run: NMS IoU threshold (default 0.6, as val.py)")
+    acc.add_argument("--max-det", type=int, default=300, help="mAP run: detections kept per image (default 300, as val.py)")
+    labels = acc.add_mutually_exclusive_group()
+    labels.add_argument("--multi-label", dest="multi_label", action="store_true", default=True,
+                        help="mAP run: a box gives one detection per class above --conf (default, as val.py)")
+    labels.add_argument("--single-label", dest="multi_label", action="store_false",
+                        help="mAP run: only each box's best class, as `predict` does")
     acc.add_argument("--max-map-drop", type=float, help="fail (exit 1) if mAP@0.5:0.95 falls more than this below FP32 (0.01 = 1 point)")
     acc.add_argument("--max-miou-drop", type=float, help="fail (exit 1) if mIoU falls more than this below FP32")
     acc.add_argument("--calib", help="INT8 calibration images: folder, data.yaml or `random` (default: the --data images, else random, poor)")
@@ -66,8 +74,9 @@ def register(sub) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from agrideploy.benchmarks import bench, latency, schema
+    from agrideploy.benchmarks import accuracy, bench, latency, schema
     from agrideploy.fileio import check_output_path
+    from agrideploy.kernels.postprocess import check_thresholds
     from agrideploy.optimize.artefacts import default_cache_dir
     from agrideploy.record import parse_imgsz
 
@@ -77,6 +86,7 @@ def run(args) -> int:
     check_output_path(output, force=args.force)
     method = latency.Method(warmup_s=args.warmup_s, warmup_iters=args.warmup_iters, iters=args.iters,
                             duration_s=None if args.iters else args.duration_s)
+    check_thresholds(args.conf, args.iou, args.max_det)
     settings = bench.Settings(
         backends=args.backend, precisions=args.precision, batches=args.batch,
         imgsz=parse_imgsz(args.imgsz, [0, 0]) if args.imgsz else None, method=method, data=args.data,
@@ -84,6 +94,7 @@ def run(args) -> int:
         max_miou_drop=args.max_miou_drop, scene=parse_imgsz(args.scene, [0, 0]) if args.scene else None,
         end_to_end=not args.no_end_to_end, cuda_graph=args.cuda_graph,
         spin_wait=not args.no_spin_wait, transfers=not args.no_transfers,
+        detection=accuracy.DetectionSettings(args.conf, args.iou, args.max_det, args.multi_label),
     )
     settings.cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir(Path(output).parent)
     jobs = bench.plan(args.models or [None], settings, load=lambda source: load_model_from_args(args, source=source))

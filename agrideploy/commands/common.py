@@ -38,6 +38,12 @@ def add_model_source(
     group.add_argument("--imgsz", type=int, nargs="+", metavar="N", help="input size: one number, or height width")
     group.add_argument("--output-stride", type=int, choices=(8, 16), help="DeepLabV3+ output stride (not in the weights; default 16)")
     group.add_argument("--factory", metavar="MODULE:FUNCTION", help="build the model with your own function, then load the state dict")
+    norm = parser.add_argument_group(
+        "input normalisation", "how a pixel p of band c becomes model input: (p * scale - mean[c]) / std[c]; "
+        "default: what the checkpoint carries, else the architecture's (YOLOv5: 1/255)")
+    norm.add_argument("--input-scale", metavar="S", help="pixel scale, e.g. 1/255 (8-bit) or 0.0001 (0-10000 reflectance)")
+    norm.add_argument("--mean", metavar="M[,M]", help="per-band mean after scaling, e.g. 0.485,0.456,0.406,0.5")
+    norm.add_argument("--std", metavar="S[,S]", help="per-band standard deviation after scaling")
     group.add_argument(
         "--trust-checkpoint",
         action="store_true",
@@ -48,6 +54,7 @@ def add_model_source(
 def load_model_from_args(args: argparse.Namespace, source: Optional[str] = None):
     """The LoadedModel for the model arguments of `args` (imports torch)."""
     from agrideploy.models import load_model
+    from agrideploy.models.normalisation import normalisation_args
 
     return load_model(
         source if source is not None else getattr(args, "checkpoint", getattr(args, "model", None)),
@@ -58,4 +65,5 @@ def load_model_from_args(args: argparse.Namespace, source: Optional[str] = None)
         output_stride=args.output_stride,
         factory=args.factory,
         trust=args.trust_checkpoint,
+        **normalisation_args(args),
     )

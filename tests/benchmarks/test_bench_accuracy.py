@@ -255,3 +255,21 @@ def test_evaluate_detection_through_the_pipeline(tmp_path):
     shifted = A.evaluate(BoxRunner(boxes, classes, shift=2.0), tmp_path)
     assert shifted["map50"] == pytest.approx(1.0)
     assert 0.0 < shifted["map50_95"] < 1.0
+    assert perfect["yolov5_map50"] == pytest.approx(0.995) and perfect["yolov5_map50_95"] == pytest.approx(0.995)
+    assert perfect["detection_settings"] == {"conf": 0.001, "iou": 0.6, "max_det": 300, "multi_label": True}
+    assert 0.0 < shifted["yolov5_map50_95"] < shifted["yolov5_map50"]
+
+
+def test_multi_label_adds_a_row_per_class_above_conf():
+    """Box 0 scores 0.9 x 1.0 for weed and 0.9 x 0.5 for crop: multi-label gives both, single-label weed only."""
+    from agrideploy.runtime.detect import DetectionPipeline
+
+    runner = BoxRunner([[16, 16, 12, 12], [40, 44, 20, 10]], [0, 1])
+    runner.rows[0, 0, 6] = 0.5
+    image = np.full((64, 64, 3), 90, np.uint8)
+    single = DetectionPipeline(runner, conf=0.001, iou=0.6, max_det=300)(image)
+    multi = DetectionPipeline(runner, conf=0.001, iou=0.6, max_det=300, multi_label=True)(image)
+    assert sorted(np.round(single[:, 4].astype(float), 4).tolist()) == [0.9, 0.9]
+    assert sorted(zip(multi[:, 5].tolist(), np.round(multi[:, 4].astype(float), 4).tolist())) == [(0.0, 0.9), (1.0, 0.45), (1.0, 0.9)]
+    capped = DetectionPipeline(runner, conf=0.5, iou=0.6, max_det=300, multi_label=True)(image)
+    assert len(capped) == 2  # 0.45 is under --conf 0.5

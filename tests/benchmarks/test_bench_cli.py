@@ -142,8 +142,8 @@ def test_gate_failure_exits_1(models, seg_data, tmp_path, monkeypatch, capsys):
 
     real = bench.accuracy.evaluate
 
-    def worse_for_fp16(runner, source, batch=64):
-        acc = real(runner, source, batch=batch)
+    def worse_for_fp16(runner, source, batch=64, **settings):
+        acc = real(runner, source, batch=batch, **settings)
         if "fp16" in str(runner.path):
             acc["miou"] -= 0.3
         return acc

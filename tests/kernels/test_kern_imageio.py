@@ -44,3 +44,22 @@ def test_unreadable_files_and_band_flags_are_one_line(tmp_path):
         parse_bands("0,1")
     with pytest.raises(AgrideployError, match="comma-separated band numbers"):
         parse_bands("red,nir")
+
+
+@pytest.mark.parametrize("dtype, scale, fits", [
+    (np.uint8, 1 / 255, True), (np.uint16, 1 / 255, False), (np.float32, 1 / 255, False), (np.int16, 1 / 255, False),
+    (np.uint16, 1e-4, True), (np.uint8, 1e-4, False), (np.uint8, 1.0, True), (np.uint16, 1.0, True),
+])
+def test_pixels_must_fit_the_record(dtype, scale, fits):
+    """A 1/255 record is stated for 8-bit pixels, a smaller scale for deeper ones; scale 1 takes any."""
+    from agrideploy.kernels.imageio import check_pixels_fit
+
+    from agrideploy.record import ModelRecord
+
+    rec = ModelRecord(task="segment", arch="lc", names=["a", "b"], channels=4, input_scale=scale)
+    if fits:
+        check_pixels_fit(dtype, rec, "scene.tif")
+    else:
+        with pytest.raises(AgrideployError, match="scene.tif holds") as err:
+            check_pixels_fit(dtype, rec, "scene.tif")
+        assert "\n" not in str(err.value) and "--input-scale" in str(err.value)

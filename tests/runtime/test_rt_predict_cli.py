@@ -99,6 +99,17 @@ def test_bands_flag_selects_bands(models, tmp_path, cli):
     _one_line_error(cli("predict", models["seg"], scene, "-o", tmp_path / "o3", "--bands", "1,2,3,9"), "band 9 does not exist")
 
 
+def test_uint16_scene_into_an_8bit_record_is_refused(tmp_path, cli):
+    """A 4-band uint16 GeoTIFF (reflectance 0-10000) and a model exported for pixels / 255: refused, nothing written."""
+    eight_bit = tiny.tiny_segmenter()
+    eight_bit.record.input_scale = 1 / 255
+    model = tiny.export(eight_bit, tmp_path / "rgbn8.onnx", dynamic=True)
+    scene = write_geotiff(tmp_path / "s2.tif", np.random.default_rng(3).integers(0, 10000, (4, 40, 40)).astype(np.uint16))
+    out = tmp_path / "out"
+    _one_line_error(cli("predict", model, scene, "-o", out), "s2.tif holds uint16 pixels but tiny-segmenter was exported for 8-bit")
+    assert not out.exists() or not any(out.iterdir())
+
+
 @pytest.mark.parametrize("case", ["unreadable", "smaller-than-tile", "engine", "missing"])
 def test_bad_input_is_one_line_and_writes_nothing(models, tmp_path, cli, case):
     out = tmp_path / "out"
