@@ -107,13 +107,15 @@ class ModelRecord:
             raise AgrideployError(f"model record is not valid JSON: {exc.msg}") from None
 
     def onnx_props(self) -> Dict[str, str]:
-        """metadata_props for an ONNX model: our record, plus the flat keys other YOLO tools read."""
+        """metadata_props for an ONNX model: our record, plus the flat keys YOLOv5/Ultralytics loaders read
+        (`names` a Python-literal dict with int keys, `stride`/`channels` ints, `imgsz` a list; they use
+        ast.literal_eval / int on them)."""
         props = {ONNX_KEY: self.to_json()}
-        props["names"] = json.dumps(dict(enumerate(self.names)))
+        props["names"] = repr(dict(enumerate(self.names)))
         props["task"] = self.task
-        if self.strides:
-            props["stride"] = str(self.max_stride)
-        props["imgsz"] = json.dumps(self.imgsz)
+        props["stride"] = str(self.max_stride)
+        props["channels"] = str(self.channels)
+        props["imgsz"] = repr(list(self.imgsz))
         return props
 
     @classmethod

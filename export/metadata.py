@@ -1,8 +1,10 @@
 """The record and the export facts travel inside the ONNX file (`metadata_props`).
 
-Keys: `record.onnx_props()` (our record under `agrideploy`, plus the flat `names`/`stride`/`imgsz`
-other YOLO tools read) and `agrideploy_export`: JSON of the agrideploy version, opset, exporter and
-the export flags. Nothing time- or machine-dependent goes in, so the same export is the same bytes.
+Keys: `record.onnx_props()` (our record under `agrideploy`, plus the flat `names`/`stride`/`imgsz`/
+`task`/`channels` YOLOv5's DetectMultiBackend and Ultralytics' AutoBackend read), `batch` and `args`
+(Ultralytics reads both: the exported batch, and a Python-literal dict of the dynamic/nms flags), and
+`agrideploy_export`: JSON of the agrideploy version, opset, exporter and the export flags. Nothing
+time- or machine-dependent goes in, so the same export is the same bytes.
 A reduced-precision copy adds `agrideploy_precision` (written by optimize/ort_precision.py): how it was
 reduced, e.g. the INT8 target and its Q/DQ placement.
 """
@@ -23,6 +25,11 @@ PRECISION_KEY = "agrideploy_precision"
 def write_metadata(model, record: ModelRecord, export_info: Dict[str, Any]) -> None:
     """Replace the model's metadata_props with ours and stamp agrideploy as the producer (in place)."""
     props = record.onnx_props()
+    flags = export_info.get("flags", {})
+    batch = int(flags.get("batch", 1))
+    props["batch"] = str(batch)
+    props["args"] = repr({"batch": batch, "dynamic": bool(flags.get("dynamic", False)),
+                          "nms": flags.get("nms", "none") != "none"})
     props[EXPORT_KEY] = json.dumps(dict(export_info, agrideploy=__version__), sort_keys=True)
     del model.metadata_props[:]
     for key in sorted(props):

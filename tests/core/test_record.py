@@ -1,4 +1,4 @@
-import json
+import ast
 
 import pytest
 
@@ -16,9 +16,11 @@ def make(**kw):
 def test_round_trip_through_onnx_props():
     rec = make(source_sha256="ab" * 32)
     props = rec.onnx_props()
-    assert json.loads(props["names"]) == {"0": "weed", "1": "crop"}
-    assert props["stride"] == "32"
+    assert ast.literal_eval(props["names"]) == {0: "weed", 1: "crop"}  # as YOLOv5's DetectMultiBackend reads it
+    assert props["stride"] == "32" and ast.literal_eval(props["imgsz"]) == [640, 640]
     assert ModelRecord.from_onnx_props(props) == rec
+    quoted = make(names=["crop's leaf", 'say "weed"', "back\\slash"]).onnx_props()["names"]
+    assert ast.literal_eval(quoted) == {0: "crop's leaf", 1: 'say "weed"', 2: "back\\slash"}
 
 
 def test_normalisation_defaults_fill_every_band():

@@ -52,6 +52,27 @@ def test_detector_export_matches_pytorch_and_carries_record(det, tmp_path):
     np.testing.assert_allclose(out, _torch(det, x), atol=1e-3, rtol=1e-4)
 
 
+def test_metadata_reads_the_way_yolov5_and_ultralytics_read_it(det, tmp_path):
+    """YOLOv5 DetectMultiBackend: int(stride), ast.literal_eval(names), then names[class index].
+    Ultralytics AutoBackend: int() of stride/batch/channels, literal_eval of imgsz/names/args, then
+    reads stride, task, batch, imgsz and names. The names also load as YAML with int keys."""
+    import ast
+
+    import yaml
+
+    path = to_onnx(det, tmp_path / "det.onnx", dynamic=True, progress=False, verify=False).path
+    meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+    names = ast.literal_eval(meta["names"])
+    assert int(meta["stride"]) == 32 and names == dict(enumerate(det.record.names)) and names[0] == "c0"
+    assert yaml.safe_load(meta["names"]) == names
+    ultra = {k: int(meta[k]) for k in ("stride", "batch", "channels")}
+    ultra.update({k: ast.literal_eval(meta[k]) for k in ("imgsz", "names", "args")})
+    assert ultra == {"stride": 32, "batch": 1, "channels": 3, "imgsz": list(det.record.imgsz), "names": names,
+                     "args": {"batch": 1, "dynamic": True, "nms": False}}
+    assert meta["task"] == "detect"
+    assert ModelRecord.from_onnx_props(meta) == ModelRecord.from_dict(det.record.to_dict())  # the full record beside
+
+
 @pytest.mark.parametrize("nms", ["none", "onnx"])
 def test_export_twice_is_byte_identical(det, tmp_path, nms):
     a = to_onnx(det, tmp_path / "a.onnx", nms=nms, dynamic=True, progress=False, verify=False)
