@@ -306,6 +306,16 @@ def progress(batches, total: int, desc: str = "calibrating"):
             yield batch
 
 
+def print_agreement(fp32: Path, int8: Path, calib: str, samples: int) -> None:
+    """The INT8 accuracy gate `build` prints: agreement with FP32 on images calibration did not see."""
+    from agrideploy.optimize.int8_gate import int8_agreement
+
+    model = load_model(fp32)
+    record = model_record(model)
+    found = int8_agreement(fp32, int8, calib, samples, record, input_shape(model, record))
+    print(found.line() if found else "INT8 vs FP32: no agreement check for this model's outputs", file=sys.stderr)
+
+
 def build_onnx_variants(
     onnx_path: str | Path,
     output: Optional[str | Path],
@@ -347,6 +357,7 @@ def build_onnx_variants(
         done.append(to_int8(onnx_path, targets["int8"], calib=calib, target="ort-cpu", method=method, samples=samples,
                             cache=cache, force=force))
         used = samples if calib == RANDOM else min(samples, len(images))
+        print_agreement(onnx_path, targets["int8"], calib, samples)
         print(f"INT8 Q/DQ ONNX for ONNX Runtime CPU ({method}, {used} samples of {calib}; uint8 activations, int8 "
               f"per-channel weights, decode FP32) -> {targets['int8']}", file=sys.stderr)
     return done

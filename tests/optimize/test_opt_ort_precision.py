@@ -168,6 +168,7 @@ def test_build_cli_makes_both_variants(work, cli):
     made = out.stdout.split()
     assert [p.endswith(s) for p, s in zip(made, ("det.fp16.onnx", "det.int8.onnx"))] == [True, True]
     assert "onnxruntime" in out.stderr  # says why it did not build an engine
+    assert "INT8 vs FP32 on 8 held-out images: top-10 detections found again" in out.stderr  # 16 images, 4 calibrate
     x = sample_input("detect")
     for path in made:
         assert run_ort(path, x).shape == run_ort(work["det"], x).shape
@@ -224,3 +225,19 @@ def test_int8_segmenter_for_ort_cpu_argmax_agrees(work):
     x = work["seg_held"][:1]
     ref, got = run_ort(work["seg"], x), run_ort(out, x)
     assert (ref.argmax(1) == got.argmax(1)).mean() >= 0.97
+
+
+def test_agreement_gate_is_total_for_the_same_model_and_counts_misses(work):
+    from agrideploy.optimize.int8_gate import int8_agreement, top_k_matched
+
+    model = ort_precision.load_model(work["det"])
+    record = ort_precision.model_record(model)
+    same = int8_agreement(work["det"], work["det"], work["det_imgs"], 12, record, [1, 3, 64, 64])
+    assert (same.images, same.source, same.matched, same.total) == (4, "held-out images", 40, 40)
+    seg_record = ort_precision.model_record(ort_precision.load_model(work["seg"]))
+    all_used = int8_agreement(work["seg"], work["seg"], work["seg_imgs"], 16, seg_record, [1, 4, 64, 64])
+    assert all_used.pixels_agree == 1.0 and "none held out" in all_used.source
+    ref = np.array([[0, 0, 10, 10, 0.9, 0], [20, 20, 30, 30, 0.8, 1], [40, 40, 50, 50, 0.7, 2]], np.float32)
+    got = np.array([[0, 0, 10, 12, 0.9, 0], [20, 20, 30, 30, 0.8, 2], [44, 40, 54, 50, 0.7, 2]], np.float32)
+    # box 0 IoU 10/12 kept; box 1 changed class; box 2 IoU 60/140 < 0.5
+    assert top_k_matched(ref, got) == 1 and top_k_matched(ref, ref) == 3
