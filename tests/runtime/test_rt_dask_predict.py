@@ -178,6 +178,17 @@ def test_cluster_flags_refused_in_one_line(models, scenes, tmp_path, cli, flags,
 
 
 @pytest.mark.slow
+def test_cli_scheduler_flag_uses_a_running_cluster(models, client, scenes, tmp_path, cli):
+    single_process(models["seg"], scenes, tmp_path / "ref" / "out", SEG)
+    out = tmp_path / "dist" / "out"
+    res = cli("predict", models["seg"], scenes, "-o", out, "--overlap", "0.25", "--blend", "gaussian", "--batch", "5",
+              "--scheduler", client.scheduler.address)
+    assert res.returncode == 0, res.stderr
+    assert "4 scene(s) ->" in res.stderr and "on 2 Dask worker(s)" in res.stderr
+    assert_same_files(tmp_path / "ref" / "out", out)
+
+
+@pytest.mark.slow
 def test_cli_workers_flag_runs_a_local_cluster(models, scenes, tmp_path, cli):
     single_process(models["seg"], scenes, tmp_path / "ref" / "out", SEG)
     out = tmp_path / "dist" / "out"
@@ -196,3 +207,13 @@ def test_tasks_ask_for_a_gpu_only_where_workers_advertise_one(client):
             return {"workers": {"tcp://a:1": {"resources": {}}, "tcp://b:1": {"resources": {"GPU": 1.0}}}}
 
     assert gpu_resources(Advertised()) == {"GPU": 1}
+
+
+@pytest.mark.slow
+def test_scaling_benchmark_runs_and_prints_both_sides():
+    res = subprocess.run([sys.executable, "-m", "agrideploy.benchmarks.scripts.dask_scaling", "--quick"],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr
+    rows = [line.split() for line in res.stdout.splitlines() if line.startswith(("single", "Dask"))]
+    assert [r[:3] for r in rows] == [["single", "process", "(no"], ["Dask,", "1", "worker"], ["Dask,", "2", "workers"]]
+    assert rows[1][-1] == "1.00x"  # the baseline of the ratio column
