@@ -11,6 +11,7 @@ Scenes, model and output folder must be visible to every worker under the same p
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import time
 import uuid
@@ -202,5 +203,5 @@ def _remove_stale_parts(out_dir: Path, sources: Sequence[Path], task: str) -> No
     """Temporary files of writes cut short by a lost worker (their scene was redone elsewhere)."""
     for path in sources:
         for target in tasks.scene_outputs(out_dir, path, task):
-            for part in out_dir.glob(f".{target.name}.*.part"):
+            for part in out_dir.glob(f".{glob.escape(target.name)}.*.part"):
                 part.unlink()
