@@ -89,7 +89,7 @@ def gpu_resources(client) -> Optional[dict]:
     return {"GPU": 1} if any((w.get("resources") or {}).get("GPU") for w in info) else None
 
 
-def scene_blocks(path: Path, facts: dict, bands, budget: int) -> Optional[List[Tuple[int, int]]]:
+def scene_blocks(path: Path, facts: dict, budget: int) -> Optional[List[Tuple[int, int]]]:
     """Row blocks of a GeoTIFF scene whose whole-scene working set exceeds `budget`; None to predict it whole."""
     if not is_raster(path):
         return None
@@ -140,7 +140,7 @@ def predict_on_cluster(client, model, sources: Sequence[Path], out_dir, settings
             submit(tasks.detect_images_task, idx, [sources[j] for j in idx], out_dir, settings, name=f"images-{i}", alone=True)
     else:
         for i, path in enumerate(sources):
-            blocks = scene_blocks(path, facts, settings.bands, budget)
+            blocks = scene_blocks(path, facts, budget)
             if blocks is None:
                 submit(tasks.segment_scene_task, [i], path, out_dir, settings, name=f"scene-{i}-{path.stem}")
                 continue

@@ -7,6 +7,7 @@ after the output folder's name is replaced, the one thing that differs).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -122,6 +123,22 @@ def test_bad_scene_is_one_line_in_the_summary_and_leaves_no_file(models, client,
     assert sorted(p.name for p in out.iterdir()) == ["predictions.json", "s0_classes.tif", "s0_preview.png",
                                                      "s2_classes.tif", "s2_preview.png"]
     assert "1 failed:\n  broken.tif: " in got.format()
+
+
+def test_bad_image_of_a_batch_is_retried_alone_and_reported(models, client, images, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("im0.png", "im1.png", "im2.png"):
+        (src / name).write_bytes((images / name).read_bytes())
+    (src / "im1b.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    out = tmp_path / "out"
+    got = predict_on_cluster(client, models["det"], predict.list_sources(src), out, DET, images_per_task=4, progress=False)
+    assert got.done == 3 and len(got.failed) == 1 and got.failed[0].startswith("im1b.png: ")
+    assert sorted(p.name for p in out.iterdir()) == ["im0.png", "im0.txt", "im1.png", "im1.txt", "im2.png", "im2.txt",
+                                                     "predictions.json"]
+    doc = json.loads((out / "predictions.json").read_text())
+    assert [Path(e["image"]).name for e in doc["images"]] == ["im0.png", "im1.png", "im2.png"]
+    assert [Path(e["image"]).name for e in doc["failed"]] == ["im1b.png"]
 
 
 class KillOnce(distributed.WorkerPlugin):
