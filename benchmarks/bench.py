@@ -18,8 +18,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 from agrideploy.benchmarks import accuracy, latency, schema
+from agrideploy.benchmarks import device as device_info
 from agrideploy.benchmarks.device import describe_device, software_versions
-from agrideploy.benchmarks.memory import MemoryWatch
+from agrideploy.benchmarks.memory import MemoryWatch, ProcessGpuMemory, cuda_bus_id
 from agrideploy.benchmarks.power import TegrastatsSampler, power_block
 from agrideploy.benchmarks.schema import RANDOM_NOTE
 from agrideploy.benchmarks.stats import UNSTABLE_TEXT
@@ -58,6 +59,7 @@ class Settings:
     cuda_graph: bool = False  # TensorRT: replay the captured execute_async_v3 as a CUDA graph
     spin_wait: bool = True  # TensorRT: busy-wait for the stream (trtexec --useSpinWait)
     transfers: bool = True  # TensorRT: False = copies only when shapes change (trtexec --noDataTransfers)
+    threads: Optional[int] = None  # intra-op threads of ONNX Runtime and PyTorch; None: the physical cores
 
     def artefacts(self) -> Artefacts:
         """The artefact planner these settings ask: cache folder, INT8 calibration, engine batch range."""
@@ -71,6 +73,8 @@ class Settings:
         bad = [b for b in self.backends if b not in BACKENDS]
         if bad:
             raise AgrideployError(f"--backend takes {', '.join(BACKENDS)}, got {bad[0]!r}")
+        if self.threads is not None and self.threads < 1:
+            raise AgrideployError(f"--threads must be at least 1, got {self.threads}")
         if not self.batches or min(self.batches) < 1:
             raise AgrideployError("--batch takes positive batch sizes, e.g. 1,4,8")
         if self.calib_samples < 1:
@@ -239,7 +243,7 @@ def _open(job: Job, settings: Settings):
     if job.backend == "pytorch":
         from agrideploy.runtime.torch_runner import TorchRunner
 
-        return TorchRunner(job.artefact)
+        return TorchRunner(job.artefact, threads=_threads(settings))
     if job.backend == "tensorrt" and Path(job.artefact).suffix.lower() != ".onnx":
         from agrideploy.runtime.trt_loader import EngineFromPath
         from agrideploy.runtime.trt_runner import TrtRunner
@@ -247,7 +251,42 @@ def _open(job: Job, settings: Settings):
         return TrtRunner(EngineFromPath(job.artefact), cuda_graph=settings.cuda_graph, spin_wait=settings.spin_wait, transfers=settings.transfers)
     from agrideploy.runtime.select import open_runner
 
-    return open_runner(str(job.artefact), job.backend)
+    return open_runner(str(job.artefact), job.backend, threads=_threads(settings))
+
+
+def _threads(settings: Settings) -> int:
+    return settings.threads or device_info.default_threads()
+
+
+RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "pytorch": "torch", "tensorrt": "tensorrt"}
+
+
+def _memory_watch(job: Job, device_kind: str) -> MemoryWatch:
+    """A watch whose baseline comes after the runtime's import and, on a desktop GPU, its CUDA context."""
+    import importlib
+
+    try:
+        importlib.import_module(RUNTIME_MODULES[job.backend])
+    except ImportError:
+        pass  # the runner says what is missing when it activates
+    gpu = None
+    if device_kind == "gpu":
+        bus_id = cuda_bus_id(0)
+        gpu = ProcessGpuMemory(bus_id) if bus_id else None
+    return MemoryWatch(device_kind, gpu)
+
+
+def _threads_block(job: Job, settings: Settings, load_before: Optional[float], notes: List[str]) -> Dict[str, Any]:
+    """Threads of the run and the machine's load around it; an over-subscribed run gets a note."""
+    threads = _threads(settings) if job.backend in ("onnxruntime", "pytorch") else None
+    cpus = device_info.usable_cpus()
+    load_after = device_info.load_average()
+    over = device_info.oversubscribed(load_before, threads, cpus)
+    if over:
+        notes.append(f"over-subscribed: 1-min load {load_before:g} before the run + {threads or 1} threads "
+                     f"> {cpus} CPUs; latency includes waiting for a CPU")
+    return {"threads": threads, "cpus": cpus, "load_avg_before": load_before, "load_avg_after": load_after,
+            "oversubscribed": over}
 
 
 def _scene(runner, settings: Settings, imgsz: Sequence[int], seed: int = 0) -> np.ndarray:
@@ -292,26 +331,31 @@ def measure(job: Job, batch: int, settings: Settings, device_kind: str) -> Dict[
     _say(f"{job.label} batch {batch}")
     runner = _open(job, settings)
     sampler = TegrastatsSampler() if device_kind == "jetson" else None
+    watch = _memory_watch(job, device_kind)
+    load_before = device_info.load_average()
     try:
-        with MemoryWatch(device_kind) as watch:
-            runner.activate()
-            imgsz = list(settings.imgsz or runner.record.imgsz)
-            feed = latency.random_feed(runner, batch, imgsz)
-            if sampler is not None:
-                sampler.start()
-            host = latency.run_loop(latency.infer_step(runner, feed), settings.method, f"batch {batch}")
-            e2e, tiles_per_s = _end_to_end(runner, settings, batch, imgsz)
+        watch.baseline()
+        runner.activate()
+        watch.loaded()
+        imgsz = list(settings.imgsz or runner.record.imgsz)
+        feed = latency.random_feed(runner, batch, imgsz)
+        if sampler is not None:
+            sampler.start()
+        host = latency.run_loop(latency.infer_step(runner, feed), settings.method, f"batch {batch}")
+        e2e, tiles_per_s = _end_to_end(runner, settings, batch, imgsz)
+        watch.finish()
         memory = watch.block(runner.memory())
         record, provider = runner.record, _provider(runner)
     finally:
         if sampler is not None:
             sampler.stop()
         runner.deactivate()
-    notes = list(job.notes)
+    notes = list(job.notes) + watch.notes
     if not record.pretrained:
         notes.append(RANDOM_NOTE)
-    if not watch.peak_was_reset:
-        notes.append("host peak RSS is the process peak since start (could not reset it per run)")
+    if job.backend == "pytorch":
+        notes.append("PyTorch: the module was built before the memory baseline, so host load is only what activation added")
+    threads = _threads_block(job, settings, load_before, notes)
     power = None
     if sampler is not None:
         window = (host.started, host.started + host.window_s)
@@ -334,7 +378,7 @@ def measure(job: Job, batch: int, settings: Settings, device_kind: str) -> Dict[
         "batch": batch,
         "imgsz": imgsz,
         "method": dict(latency.method_block(settings.method, host, SYNC_NOTE[job.backend]),
-                       **_trt_method(settings, job.backend)),
+                       **_trt_method(settings, job.backend), **threads),
         "latency_ms": {
             "device": host.stats("device"),
             "host": host.stats("host"),
@@ -418,7 +462,8 @@ def run(jobs: Sequence[Job], settings: Settings, gpu_probe: Any = "probe") -> Ou
 # -- the table on stdout -------------------------------------------------------------------------
 def summary_table(document: Dict[str, Any]) -> str:
     """One line per run: the medians a user compares first, unstable measurements marked with '!'."""
-    head = ("model", "backend", "prec", "batch", "host ms", "p99", "e2e ms", "img/s", "RSS MB", "accuracy")
+    head = ("model", "backend", "prec", "batch", "threads", "host ms", "p99", "e2e ms", "img/s", "load MiB",
+            "infer MiB", "accuracy")
     rows = [head]
     for r in document["runs"]:
         host, e2e, acc = r["latency_ms"]["host"], r["latency_ms"]["end_to_end"], r["accuracy"]
@@ -433,13 +478,18 @@ def summary_table(document: Dict[str, Any]) -> str:
         if acc and acc.get("delta_vs_fp32"):
             score += " (" + ", ".join(f"{v:+.3f}" for v in acc["delta_vs_fp32"].values()) + ")"
         rows.append((
-            r["model"]["arch"], r["backend"], r["precision"], str(r["batch"]),
+            r["model"]["arch"], r["backend"], r["precision"], str(r["batch"]), _cell(r["method"].get("threads"), "{}"),
             f"{host['median']:.2f}" + ("!" if host["unstable"] else ""), f"{host['p99']:.2f}",
             f"{e2e['median']:.2f}" + ("!" if e2e["unstable"] else "") if e2e else "-",
-            f"{r['throughput']['images_per_s']:.1f}", f"{(r['memory']['host_peak_rss_bytes'] or 0) / 2**20:.0f}", score,
+            f"{r['throughput']['images_per_s']:.1f}", _cell(r["memory"].get("host_load_bytes"), "{:.1f}", 2**20),
+            _cell(r["memory"].get("host_infer_peak_bytes"), "{:.1f}", 2**20), score,
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     if any("!" in line for line in lines[1:]):
         lines.append(f"! = unstable: coefficient of variation above {UNSTABLE_TEXT}")
     return "\n".join(lines)
+
+
+def _cell(value: Any, pattern: str, scale: float = 1.0) -> str:
+    return "-" if value is None else pattern.format(value / scale if scale != 1.0 else value)

@@ -147,3 +147,40 @@ def _tensorrt_module_version() -> Optional[str]:
         return str(tensorrt.__version__)
     except Exception:
         return None
+
+
+def default_threads(root: Path = Path("/")) -> int:
+    """Intra-op threads when the user gives none: the physical cores this process may run on.
+
+    Hyper-threads share one core's arithmetic units, so counting them over-subscribes the FPUs;
+    a CPU affinity mask (taskset, a container's cpuset) narrows what the process may use.
+    """
+    cores = cpu_info(root)["cores"] or os.cpu_count() or 1
+    return max(1, min(int(cores), usable_cpus()))
+
+
+def usable_cpus() -> int:
+    """Logical CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def load_average() -> Optional[float]:
+    """The 1-minute load average (runnable + uninterruptible tasks); None where the OS has none."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def oversubscribed(load_before: Optional[float], threads: Optional[int], cpus: int) -> bool:
+    """Whether others' load plus this run's threads asked for more CPUs than there are.
+
+    The 1-minute load average taken just before the run is what other processes were already
+    running; adding our own threads on top of more than `cpus` means some of them waited.
+    """
+    if load_before is None:
+        return False
+    return load_before + (threads or 1) > cpus

@@ -71,7 +71,11 @@ def resolve_providers(providers: Optional[Sequence[Provider]], available: Sequen
 
 
 class OrtRunner(Runner):
-    """`OrtRunner(path, providers=None)`: an ONNX file run by onnxruntime.InferenceSession."""
+    """`OrtRunner(path, providers=None, threads=None)`: an ONNX file run by onnxruntime.InferenceSession.
+
+    `threads` sets the intra-op thread pool (None: ONNX Runtime's own choice, one per core it sees);
+    inter-op work runs sequentially, so `threads` is all the CPU a session uses.
+    """
 
     backend = "onnxruntime"
 
@@ -92,6 +96,8 @@ class OrtRunner(Runner):
         options.log_severity_level = 3  # the fallback is reported below, in one line
         if self.threads:
             options.intra_op_num_threads = int(self.threads)
+            options.inter_op_num_threads = 1
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         try:
             with warnings.catch_warnings():  # its "not in available provider names" warning: said below in one line
                 warnings.simplefilter("ignore")

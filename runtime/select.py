@@ -28,13 +28,15 @@ def default_backend(kind: str) -> str:
 
 
 def open_runner(
-    model: Any, backend: Optional[str] = None, *, device: Optional[str] = None, providers=None, load_args=None
+    model: Any, backend: Optional[str] = None, *, device: Optional[str] = None, providers=None, load_args=None,
+    threads: Optional[int] = None,
 ) -> Runner:
     """A Runner (not yet activated) for `model`: a path, a models.LoadedModel, or None with `load_args["arch"]`.
 
     `backend` forces one; a combination that cannot work is one clear error line. `device` None
     means the best there is for ONNX Runtime and the CPU for PyTorch. `load_args` are the keyword
-    arguments of models.load_model for checkpoints.
+    arguments of models.load_model for checkpoints. `threads` is the intra-op thread count of
+    ONNX Runtime and PyTorch (None: the backend's default).
     """
     kind = artefact_kind(model)
     backend = backend or default_backend(kind)
@@ -53,13 +55,13 @@ def open_runner(
 
         if providers is None:
             providers = ["tensorrt", "cuda"] if backend == "tensorrt" else ({"cpu": ["cpu"], "cuda": ["cuda"]}.get(device or ""))
-        return OrtRunner(model, providers=providers)
+        return OrtRunner(model, providers=providers, threads=threads)
     if backend != "pytorch":
         raise AgrideployError(f"--backend {backend} needs an exported model; run `agrideploy export` on the checkpoint first")
     from agrideploy.runtime.torch_runner import TorchRunner
 
     loaded = model if hasattr(model, "module") and hasattr(model, "record") else _load_checkpoint(model, load_args or {})
-    return TorchRunner(loaded, device=device or "cpu")
+    return TorchRunner(loaded, device=device or "cpu", threads=threads)
 
 
 def _load_checkpoint(path: Optional[Any], load_args: dict):

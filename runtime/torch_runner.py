@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 from agrideploy.runtime.runner import Runner, TensorSpec
@@ -12,7 +12,10 @@ from agrideploy.lazy import require
 
 
 class TorchRunner(Runner):
-    """`TorchRunner(loaded, device="cpu")`: eval-mode forward under no_grad, NumPy in and out.
+    """`TorchRunner(loaded, device="cpu", threads=None)`: eval-mode forward under no_grad, NumPy in and out.
+
+    `threads` sets torch's intra-op pool (torch.set_num_threads, process-wide; None leaves torch's
+    default, which counts every core the process sees, busy or not).
 
     Outputs are named as export names them (`output0` for detectors, `logits` for segmenters), so
     the pipelines treat a checkpoint and its ONNX alike.
@@ -20,16 +23,19 @@ class TorchRunner(Runner):
 
     backend = "pytorch"
 
-    def __init__(self, loaded, device: str = "cpu"):
+    def __init__(self, loaded, device: str = "cpu", threads: Optional[int] = None):
         super().__init__(loaded.record)
         self.loaded = loaded
         self.device = device
+        self.threads = threads
         self.module = None
 
     def _activate(self) -> None:
         torch = require("torch")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise AgrideployError("--device cuda: PyTorch sees no CUDA GPU here; use --device cpu")
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
         self.module = self.loaded.module.eval().to(self.device)
 
     def _deactivate(self) -> None:

@@ -43,6 +43,8 @@ def register(sub) -> None:
     length = timing.add_mutually_exclusive_group()
     length.add_argument("--duration-s", type=float, default=10.0, help="timed seconds per run (default 10)")
     length.add_argument("--iters", type=int, help="timed calls per run, instead of --duration-s")
+    timing.add_argument("--threads", type=int, metavar="N",
+                        help="intra-op threads of ONNX Runtime and PyTorch, the same for both (default: the physical cores)")
     timing.add_argument("--cuda-graph", action="store_true", help="TensorRT: replay inference as a CUDA graph (static shapes)")
     timing.add_argument("--no-spin-wait", action="store_true", help="TensorRT: sleep in the driver instead of busy-waiting for the stream")
     timing.add_argument("--no-transfers", action="store_true",
@@ -93,7 +95,7 @@ def run(args) -> int:
         calib=args.calib, calib_samples=args.calib_samples, max_map_drop=args.max_map_drop,
         max_miou_drop=args.max_miou_drop, scene=parse_imgsz(args.scene, [0, 0]) if args.scene else None,
         end_to_end=not args.no_end_to_end, cuda_graph=args.cuda_graph,
-        spin_wait=not args.no_spin_wait, transfers=not args.no_transfers,
+        spin_wait=not args.no_spin_wait, transfers=not args.no_transfers, threads=args.threads,
         detection=accuracy.DetectionSettings(args.conf, args.iou, args.max_det, args.multi_label),
     )
     settings.cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir(Path(output).parent)

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from agrideploy.benchmarks.report.tables import MIB, UNSTABLE_MARK, headline_run, model_stats
+from agrideploy.benchmarks.report.tables import MEMORY_FIGURES, MIB, UNSTABLE_MARK, fmt, headline_run, model_stats
 from agrideploy.benchmarks.stats import UNSTABLE_COV, UNSTABLE_TEXT
 
 from agrideploy.lazy import require
@@ -151,7 +151,7 @@ def latency_distribution(rows: Sequence[Dict[str, Any]]) -> Optional[Plot]:
     for box, r in zip(boxes["boxes"], runs):
         box.set_facecolor(colours[r["device"]])
     labels = [f"{UNSTABLE_MARK + ' ' if r['host_unstable'] else ''}{r['model']} {r['backend']} {r['precision']} "
-              f"b{r['batch']} ({r['host_median_ms']:.3g} ms)" for r in runs]
+              f"b{r['batch']} ({fmt(r['host_median_ms'])} ms)" for r in runs]
     ax.set_yticks(range(1, len(runs) + 1), labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel(f"host latency of every timed sample / the run's median (band: ±{UNSTABLE_TEXT})")
@@ -232,22 +232,16 @@ def accuracy_vs_latency(rows: Sequence[Dict[str, Any]]) -> Optional[Plot]:
     return Plot("accuracy", "Accuracy against latency", caption, _png(fig))
 
 
-MEMORY_KINDS = (
-    ("host_peak_rss_bytes", "host peak RSS"), ("gpu_peak_bytes", "GPU peak above baseline"), ("engine_bytes", "engine file"),
-    ("context_device_bytes", "context device memory"), ("jetson_used_bytes", "Jetson memory in use"),
-)
-
-
 def memory_bars(rows: Sequence[Dict[str, Any]]) -> Optional[Plot]:
     """Memory of each model's headline run per device and backend, one panel per kind of figure."""
     groups: "OrderedDict[Tuple, List[Dict[str, Any]]]" = OrderedDict()
     for r in rows:
-        if any(r[k] for k, _ in MEMORY_KINDS):
+        if any(r[k] for k, _ in MEMORY_FIGURES):
             groups.setdefault((r["device"], r["model"], r["imgsz"], r["backend"]), []).append(r)
     runs = [headline_run(g) for g in groups.values()]
     if not runs:
         return None
-    kinds = [(k, label) for k, label in MEMORY_KINDS if any(r[k] for r in runs)]
+    kinds = [(k, label) for k, label in MEMORY_FIGURES if any(r[k] for r in runs)]
     colours = _colours([r["device"] for r in rows])
     fig = _figure(2.6 * len(kinds) + 2.5, 0.9 + 0.27 * len(runs))
     axes = fig.subplots(1, len(kinds), sharey=True, squeeze=False).ravel()
@@ -311,14 +305,14 @@ def stage_bars(rows: Sequence[Dict[str, Any]]) -> Optional[Plot]:
         shares = [r[f"{stage}_ms"] * t for r, t in zip(runs, total)]
         ax.barh(range(len(runs)), shares, left=left, color=colour, label=stage)
         left = [a + b for a, b in zip(left, shares)]
-    for i, r in enumerate(runs):
-        ax.annotate(f"{r['pre_ms'] + r['infer_ms'] + r['post_ms']:.2f} ms", (100, i), xytext=(4, 0), textcoords="offset points",
+    for i, r in enumerate(runs):  # the same mean the stage table prints
+        ax.annotate(f"{fmt(r['end_to_end_mean_ms'])} ms", (100, i), xytext=(4, 0), textcoords="offset points",
                     va="center", fontsize=7)
     ax.set_yticks(range(len(runs)), labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
-    ax.set_xlabel("share of pre + infer + post (%); total median on the right")
-    ax.legend(fontsize=7, bbox_to_anchor=(1.12, 1.0), loc="upper left")
+    ax.set_xlabel("share of the mean pre + infer + post (%); end-to-end mean on the right")
+    ax.legend(fontsize=7, ncol=3, loc="lower left", bbox_to_anchor=(0.0, 1.0), frameon=False)  # above: never over the totals
     return Plot("stages", "End-to-end stage breakdown",
                 "Share of pre-processing, inference and post-processing in each model's headline run per device and backend.",
                 _png(fig))

@@ -30,13 +30,21 @@ CSV_FIELDS = (
     "compute_median_ms", "compute_p90_ms", "compute_p99_ms", "compute_cov", "compute_unstable",
     "host_median_ms", "host_mean_ms", "host_p90_ms", "host_p95_ms", "host_p99_ms", "host_min_ms", "host_max_ms",
     "host_std_ms", "host_cov", "host_unstable", "host_count",
-    "end_to_end_median_ms", "end_to_end_p90_ms", "end_to_end_p99_ms", "end_to_end_cov", "end_to_end_unstable",
-    "pre_ms", "infer_ms", "post_ms",
+    "end_to_end_median_ms", "end_to_end_mean_ms", "end_to_end_p90_ms", "end_to_end_p99_ms", "end_to_end_cov",
+    "end_to_end_unstable", "pre_ms", "infer_ms", "post_ms",
     "images_per_s", "mpix_per_s", "tiles_per_s",
+    "host_load_bytes", "host_infer_peak_bytes", "gpu_load_bytes", "gpu_infer_peak_bytes",
     "host_peak_rss_bytes", "gpu_peak_bytes", "engine_bytes", "context_device_bytes", "jetson_used_bytes",
     "power_rail", "power_mean_w", "mj_per_image",
     "dataset", "map50", "map50_95", "miou", "pixel_accuracy", "delta_map50", "delta_map50_95", "delta_miou",
-    "warmup_s", "iters", "timer", "sync", "artefact_sha256", "notes",
+    "warmup_s", "iters", "timer", "sync", "threads", "load_avg_before", "load_avg_after", "oversubscribed",
+    "cuda_graph", "artefact_sha256", "notes",
+)
+MEMORY_FIGURES = (  # (row key, what it is), the per-model figures first
+    ("host_load_bytes", "host: load"), ("host_infer_peak_bytes", "host: infer peak"),
+    ("gpu_load_bytes", "GPU: load"), ("gpu_infer_peak_bytes", "GPU: infer peak"),
+    ("engine_bytes", "engine file"), ("context_device_bytes", "context device memory"),
+    ("jetson_used_bytes", "Jetson memory in use"), ("host_peak_rss_bytes", "process peak RSS"),
 )
 
 
@@ -148,16 +156,21 @@ def _flatten(doc: Dict[str, Any], label: str, run: Dict[str, Any]) -> Dict[str, 
         "iters": method.get("iters"),
         "timer": method.get("timer"),
         "sync": method.get("sync"),
+        "threads": method.get("threads"),
+        "load_avg_before": method.get("load_avg_before"),
+        "load_avg_after": method.get("load_avg_after"),
+        "oversubscribed": method.get("oversubscribed"),
+        "cuda_graph": method.get("cuda_graph"),
         "artefact_sha256": (run.get("artefact") or {}).get("sha256"),
         "notes": "; ".join(notes),
     }
-    for key in ("host_peak_rss_bytes", "gpu_peak_bytes", "engine_bytes", "context_device_bytes", "jetson_used_bytes"):
+    for key, _ in MEMORY_FIGURES + (("gpu_peak_bytes", ""),):
         row[key] = mem.get(key)
     for prefix, scope in SCOPES:
         _put_stats(row, prefix, lat.get(scope))
     stages = lat.get("stages") or {}
-    for stage in ("pre", "infer", "post"):
-        row[f"{stage}_ms"] = (stages.get(stage) or {}).get("median")
+    for stage in ("pre", "infer", "post"):  # means over the end-to-end loop's frames: they add up, medians do not
+        row[f"{stage}_ms"] = (stages.get(stage) or {}).get("mean")
     flat = {key: row.get(key) for key in CSV_FIELDS}
     flat["host_samples"] = list((lat.get("host") or {}).get("samples") or [])  # for the distribution figure, not the CSV
     return flat
@@ -218,6 +231,8 @@ def _flags(row: Dict[str, Any]) -> str:
         for prefix, _ in SCOPES
         if row.get(f"{prefix}_unstable")
     ]
+    if row.get("oversubscribed"):
+        flags.append(f"over-subscribed (load {fmt(row.get('load_avg_before'))} + {row.get('threads') or 1} threads)")
     if row["weights"] == "random":
         flags.append("random weights")
     return ", ".join(flags)
@@ -270,10 +285,11 @@ def latency_table(rows: Sequence[Dict[str, Any]]) -> Table:
     table = Table(
         "latency", "Latency",
         ["Model", "Device", "Backend", "Precision", "Batch", "Input", "Compute median ms", "Host median ms", "Host p90 ms",
-         "Host p99 ms", "Host CoV %", "End-to-end median ms", "Images/s", "Flags"],
+         "Host p99 ms", "Host CoV %", "End-to-end median ms", "Images/s (window)", "Threads", "Flags"],
         caption="Milliseconds. Compute: the backend's device-side timer per batch (no copies). Host: the inference call "
         "per batch, copies included. End-to-end: one frame (detection) or one scene of overlapping tiles (segmentation) "
-        "through pre-processing + inference + post-processing. "
+        "through pre-processing + inference + post-processing. Images/s: batch x timed calls / the timed window's wall "
+        "time (not 1 / median). Threads: intra-op threads of ONNX Runtime / PyTorch. "
         f"{UNSTABLE_MARK} marks an unstable measurement (CoV > {UNSTABLE_TEXT}): read it as a range and rerun with locked clocks.",
     )
     for r in rows:
@@ -281,7 +297,8 @@ def latency_table(rows: Sequence[Dict[str, Any]]) -> Table:
         table.rows.append([
             _model_cell(r), r["device"], r["backend"], r["precision"], fmt(r["batch"]), r["imgsz"],
             _latency_cell(r, "compute"), _latency_cell(r, "host"), fmt(r["host_p90_ms"]), fmt(r["host_p99_ms"]),
-            fmt(None if cov is None else 100 * cov, 1), _latency_cell(r, "end_to_end"), fmt(r["images_per_s"], 1), _flags(r),
+            fmt(None if cov is None else 100 * cov, 1), _latency_cell(r, "end_to_end"), fmt(r["images_per_s"], 1),
+            fmt(r["threads"]), _flags(r),
         ])
     return _drop_empty_columns(table, keep=6)
 
@@ -291,8 +308,10 @@ def stage_table(rows: Sequence[Dict[str, Any]]) -> Table:
         "stages", "End-to-end stage breakdown",
         ["Model", "Device", "Backend", "Precision", "Batch", "Input", "Pre ms", "Infer ms", "Post ms", "End-to-end ms",
          "Pre + post share %"],
-        caption="Median of each stage per frame (detection) or scene (segmentation). A large pre + post share means the "
-        "engine is not the bottleneck: a faster precision will not help much.",
+        caption="Mean of each stage per frame (detection) or scene (segmentation), over the same frames as the "
+        "end-to-end mean beside them, so the stages add up to it (the rest is the loop's own overhead); the latency "
+        "table shows medians. A large pre + post share means the engine is not the bottleneck: a faster precision "
+        "will not help much.",
     )
     for r in rows:
         if r["infer_ms"] is None:
@@ -303,7 +322,7 @@ def stage_table(rows: Sequence[Dict[str, Any]]) -> Table:
             share = 100.0 * (parts[0] + parts[2]) / sum(parts)
         table.rows.append([
             _model_cell(r), r["device"], r["backend"], r["precision"], fmt(r["batch"]), r["imgsz"],
-            *[fmt(p) for p in parts], _latency_cell(r, "end_to_end"), fmt(share, 1),
+            *[fmt(p) for p in parts], _latency_cell(r, "end_to_end", "mean"), fmt(share, 1),
         ])
     return table
 
@@ -311,16 +330,17 @@ def stage_table(rows: Sequence[Dict[str, Any]]) -> Table:
 def memory_table(rows: Sequence[Dict[str, Any]]) -> Table:
     table = Table(
         "memory", "Memory",
-        ["Model", "Device", "Backend", "Precision", "Batch", "Host peak RSS MiB", "GPU peak MiB", "Engine MiB",
-         "Context device MiB", "Jetson used MiB"],
-        caption="Host peak RSS of the benchmark process; GPU peak above the idle baseline (NVML, desktop GPUs); engine "
-        "file and execution-context device memory (TensorRT); unified memory in use on Jetson (tegrastats).",
+        ["Model", "Device", "Backend", "Precision", "Batch"] + [f"{label[0].upper()}{label[1:]} MiB" for _, label in MEMORY_FIGURES],
+        caption="What each model cost the benchmark process: load = resident memory after loading minus a baseline "
+        "taken with the runtime imported and no model loaded; infer peak = peak while inferring above the loaded "
+        "level; GPU figures are this process's device memory (NVML, desktop GPUs). Engine file and execution-context "
+        "device memory (TensorRT); unified memory in use on Jetson. Process peak RSS includes the runtime itself "
+        "(hundreds of MiB): it does not compare models.",
     )
     for r in rows:
         table.rows.append([
             _model_cell(r), r["device"], r["backend"], r["precision"], fmt(r["batch"]),
-            *[_mib(r[k]) for k in ("host_peak_rss_bytes", "gpu_peak_bytes", "engine_bytes", "context_device_bytes",
-                                   "jetson_used_bytes")],
+            *[_mib(r[k]) for k, _ in MEMORY_FIGURES],
         ])
     return _drop_empty_columns(table, keep=5)
 

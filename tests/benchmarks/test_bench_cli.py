@@ -66,6 +66,11 @@ def test_sweep_writes_a_valid_document(cli, models, tmp_path):
         assert r["memory"]["host_peak_rss_bytes"] > 0
     det1 = runs[0]
     assert set(det1["latency_ms"]["stages"]) == {"pre", "infer", "post"} and det1["latency_ms"]["end_to_end"]["count"] == 3
+    stages, e2e = det1["latency_ms"]["stages"], det1["latency_ms"]["end_to_end"]
+    for i, whole in enumerate(e2e["samples"]):  # the stages of the same frames, each inside its frame
+        assert sum(stages[s]["samples"][i] for s in ("pre", "infer", "post")) <= whole + 3e-4
+    assert sum(stages[s]["mean"] for s in ("pre", "infer", "post")) == pytest.approx(e2e["mean"], rel=0.01)
+    assert det1["throughput"]["basis"] == "window" and det1["method"]["threads"] >= 1
     assert runs[1]["latency_ms"]["end_to_end"] is None  # detection end-to-end is per frame: batch 1 only
     seg = [r for r in runs if r["model"]["task"] == "segment"]
     assert all(r["throughput"]["tiles_per_s"] > 0 and r["latency_ms"]["stages"] for r in seg)

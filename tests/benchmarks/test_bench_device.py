@@ -89,3 +89,22 @@ def test_jetpack_table_edges():
     assert device.jetpack_for(None) is None
     assert device.jetpack_for("99.1.0") is None
     assert device.jetpack_for("39.2.0") == "7.2"
+
+
+def test_default_threads_are_physical_cores_within_the_affinity_mask(tmp_path, monkeypatch):
+    root = tree(tmp_path, X86_CPUINFO)  # 4 hardware threads on 2 cores
+    monkeypatch.setattr(device, "usable_cpus", lambda: 4)
+    assert device.default_threads(root) == 2
+    monkeypatch.setattr(device, "usable_cpus", lambda: 1)  # taskset -c 0
+    assert device.default_threads(root) == 1
+
+
+@pytest.mark.parametrize("load, threads, cpus, over", [
+    (0.3, 2, 4, False),   # 2.3 runnable on 4 CPUs
+    (2.0, 2, 4, False),   # exactly full
+    (2.5, 2, 4, True),    # 4.5 > 4: some thread waits
+    (0.0, 8, 4, True),    # the run alone asks for more than there is
+    (None, 64, 4, False),  # no load average on this OS: nothing to say
+])
+def test_oversubscription_is_load_plus_threads_over_cpus(load, threads, cpus, over):
+    assert device.oversubscribed(load, threads, cpus) is over

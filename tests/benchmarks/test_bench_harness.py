@@ -1,15 +1,13 @@
 """The timing harness over a fake Runner: warm-up rules, counts of samples, scopes kept apart,
-statistics against hand-computed values, memory figures from fake /proc trees and a fake NVML."""
+statistics against hand-computed values."""
 
 from __future__ import annotations
 
-import sys
 import time
-import types
 
 import numpy as np
 import pytest
-from agrideploy.benchmarks import latency, memory, stats
+from agrideploy.benchmarks import latency, stats
 from agrideploy.runtime.runner import Runner, TensorSpec
 
 from agrideploy.errors import AgrideployError
@@ -148,50 +146,3 @@ def test_fixed_batch_and_bad_methods_are_user_errors():
         latency.Method(iters=0)
     with pytest.raises(AgrideployError, match="--iters N or a positive --duration-s"):
         latency.Method(iters=None, duration_s=0)
-
-
-def test_host_memory_from_fake_proc(tmp_path):
-    (tmp_path / "self").mkdir()
-    (tmp_path / "self" / "status").write_text("Name:\tpython\nVmHWM:\t  123456 kB\nVmRSS:\t 1000 kB\n")
-    (tmp_path / "self" / "clear_refs").write_text("")
-    (tmp_path / "meminfo").write_text("MemTotal: 7620000 kB\nNvMapMemUsed:   204800 kB\n")
-    assert memory.host_peak_rss_bytes(tmp_path) == 123456 * 1024
-    assert memory.nvmap_used_bytes(tmp_path) == 204800 * 1024
-    with memory.MemoryWatch("jetson", proc=tmp_path) as watch:
-        pass
-    assert watch.peak_was_reset and (tmp_path / "self" / "clear_refs").read_text() == "5"
-    block = watch.block({"engine_bytes": 5000, "context_device_bytes": 700, "model_bytes": 1})
-    assert block == {"host_peak_rss_bytes": 123456 * 1024, "gpu_peak_bytes": None, "engine_bytes": 5000,
-                     "context_device_bytes": 700, "jetson_used_bytes": 204800 * 1024}
-
-
-def test_real_peak_rss_rises_with_an_allocation():
-    with memory.MemoryWatch("cpu") as watch:
-        before = memory._proc_field_kb(memory.PROC / "self" / "status", "VmRSS") * 1024
-        buf = np.ones(64 * 1024 * 1024 // 8)  # 64 MiB touched
-    assert watch.host_peak >= before + 0.9 * buf.nbytes
-    assert memory.nvmap_used_bytes() is None  # not a Jetson
-
-
-def test_nvml_sampler_reports_peak_over_baseline(monkeypatch):
-    used = iter([1000, 1500, 9000, 4000] + [4000] * 10000)
-    fake = types.SimpleNamespace(
-        nvmlInit=lambda: None,
-        nvmlShutdown=lambda: None,
-        nvmlDeviceGetHandleByIndex=lambda i: ("gpu", i),
-        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=next(used)),
-    )
-    monkeypatch.setitem(sys.modules, "pynvml", fake)
-    sampler = memory.NvmlPeakSampler(period_s=0.0005)
-    assert sampler.start() is True
-    deadline = time.perf_counter() + 10
-    while sampler._peak < 9000 and time.perf_counter() < deadline:
-        time.sleep(0.001)
-    assert sampler.stop() == 9000 - 1000
-
-
-def test_nvml_missing_gives_no_figure(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails
-    with memory.MemoryWatch("gpu") as watch:
-        pass
-    assert watch.gpu_peak is None

@@ -43,7 +43,7 @@ def test_rows_carry_the_documents_numbers(docs, rows):
                and r["precision"] == run["precision"] and r["batch"] == run["batch"] and r["backend"] == run["backend"])
     assert row["host_median_ms"] == run["latency_ms"]["host"]["median"]
     assert row["compute_median_ms"] == run["latency_ms"]["device"]["median"]
-    assert row["post_ms"] == run["latency_ms"]["stages"]["post"]["median"]
+    assert row["post_ms"] == run["latency_ms"]["stages"]["post"]["mean"]  # stage means add up; medians do not
     assert row["power_mean_w"] == run["power"]["mean_w"]
     assert row["engine_bytes"] == run["memory"]["engine_bytes"]
     assert row["imgsz"] == "x".join(map(str, run["imgsz"]))
@@ -143,9 +143,10 @@ def test_stage_share_is_pre_plus_post_over_the_stage_sum(rows):
 
 def test_memory_columns_nobody_measured_are_left_out(docs, rows):
     cpu_only = T.memory_table(T.run_rows([_doc(docs, "cpu")]))
-    assert "GPU peak MiB" not in cpu_only.columns and "Host peak RSS MiB" in cpu_only.columns
+    assert "GPU: load MiB" not in cpu_only.columns
+    assert {"Host: load MiB", "Host: infer peak MiB", "Process peak RSS MiB"} <= set(cpu_only.columns)
     merged = T.memory_table(rows)
-    assert {"GPU peak MiB", "Engine MiB", "Jetson used MiB"} <= set(merged.columns)
+    assert {"GPU: load MiB", "GPU: infer peak MiB", "Engine file MiB", "Jetson memory in use MiB"} <= set(merged.columns)
 
 
 def test_model_table_prefers_fp32_at_batch_1_and_says_which_run_it_shows(docs, rows):
