@@ -232,11 +232,23 @@ def _from_checkpoint(model: Optional[str], settings: Settings, load: Optional[Ca
 
 
 # -- measuring -----------------------------------------------------------------------------------
-def _trt_method(settings: Settings, backend: str) -> Dict[str, Any]:
-    """How the TensorRT loop synchronised and whether it copied data: recorded with every run."""
-    if backend != "tensorrt":
-        return {"cuda_graph": False}
-    return {"cuda_graph": settings.cuda_graph, "spin_wait": settings.spin_wait, "transfers": settings.transfers}
+def _trt_method(settings: Settings, backend: str, described: Dict[str, Any]) -> Dict[str, Any]:
+    """What the TensorRT loop did (CUDA graph, synchronisation, copies), from the runner after the run."""
+    used = bool(described.get("cuda_graph"))
+    if not settings.cuda_graph:
+        note = "not requested (bench --cuda-graph)"
+    elif used:
+        shapes = described.get("cuda_graph_shapes") or []
+        note = (f"captured per concrete input shape after one plain run ({len(shapes)} shape"
+                f"{'' if len(shapes) == 1 else 's'}: {', '.join('x'.join(map(str, s[0])) for s in shapes)}), replayed")
+    elif "cuda_graph" not in described:
+        note = f"not used: the {backend} backend here has no CUDA graph replay"
+    else:
+        note = described.get("cuda_graph_note") or "not used: no graph was captured"
+    out = {"cuda_graph": used, "cuda_graph_note": note}
+    if "spin_wait" in described:
+        out.update(spin_wait=described["spin_wait"], transfers=described["transfers"])
+    return out
 
 
 def _open(job: Job, settings: Settings):
@@ -345,6 +357,7 @@ def measure(job: Job, batch: int, settings: Settings, device_kind: str) -> Dict[
         e2e, tiles_per_s = _end_to_end(runner, settings, batch, imgsz)
         watch.finish()
         memory = watch.block(runner.memory())
+        described = runner.describe()
         record, provider = runner.record, _provider(runner)
     finally:
         if sampler is not None:
@@ -378,7 +391,7 @@ def measure(job: Job, batch: int, settings: Settings, device_kind: str) -> Dict[
         "batch": batch,
         "imgsz": imgsz,
         "method": dict(latency.method_block(settings.method, host, SYNC_NOTE[job.backend]),
-                       **_trt_method(settings, job.backend), **threads),
+                       **_trt_method(settings, job.backend, described), **threads),
         "latency_ms": {
             "device": host.stats("device"),
             "host": host.stats("host"),

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from agrideploy.benchmarks.tegrastats import TOTAL_RAILS, TegraSample, parse_line
+from agrideploy.benchmarks.tegrastats import TegraSample, parse_line
 
 TEGRASTATS_INTERVAL_MS = 100
 _POWER_MODE = re.compile(r"NV Power Mode\s*:\s*(\S[^\r\n]*)")
@@ -75,23 +75,34 @@ class TegrastatsSampler:
         self.stop()
 
     def window(self, start: float, end: float) -> List[TegraSample]:
-        """Samples that arrived inside [start, end] (perf_counter seconds)."""
-        return [s for t, s in self.samples if start <= t <= end]
+        """Samples that arrived inside [start, end] (perf_counter seconds); for a window shorter than the
+        interval, the first sample after it (it reports the interval that ended during the window)."""
+        return [s for t, s in self._timed(self.samples, start, end)]
 
     def raw_window(self, start: float, end: float) -> List[str]:
-        return [line for t, line in self.raw if start <= t <= end]
+        return [line for t, line in self._timed(self.raw, start, end)]
+
+    def _timed(self, kept: List[Tuple[float, Any]], start: float, end: float) -> List[Tuple[float, Any]]:
+        inside = [(t, v) for t, v in kept if start <= t <= end]
+        if inside:
+            return inside
+        late = end + self.interval_ms / 1000.0
+        return [(t, v) for t, v in kept if end < t <= late][:1]
 
 
-def power_block(samples: Sequence[TegraSample], window_s: float, images: int,
-                rails: Sequence[str] = TOTAL_RAILS) -> Optional[Dict[str, Any]]:
-    """The results' power object over one timed window, or None without a total-rail reading."""
-    with_rail = [s for s in samples if s.total_rail(rails) is not None]
-    if not with_rail or images <= 0 or window_s <= 0:
+def power_block(samples: Sequence[TegraSample], window_s: float, images: int) -> Optional[Dict[str, Any]]:
+    """The results' power object over one timed window, or None without a module reading.
+
+    `rails` lists what was summed (one input rail, or a module's disjoint rails); `rail` joins them.
+    """
+    known = [s for s in samples if s.module_rails()]
+    if not known or images <= 0 or window_s <= 0:
         return None
-    rail = with_rail[0].total_rail(rails)
-    watts = [s.rails_mw[rail][0] / 1000.0 for s in with_rail if rail in s.rails_mw]
+    rails = known[0].module_rails()
+    watts = [s.module_w() for s in known if s.module_rails() == rails]
     mean_w = sum(watts) / len(watts)
-    return {"rail": rail, "mean_w": mean_w, "mj_per_image": mean_w * window_s * 1000.0 / images, "samples_w": watts}
+    return {"rail": "+".join(rails), "rails": rails, "mean_w": mean_w,
+            "mj_per_image": mean_w * window_s * 1000.0 / images, "samples_w": watts}
 
 
 def power_mode(executable: str = "nvpmodel") -> Optional[str]:

@@ -67,8 +67,8 @@ class TrtRunner(Runner):
         self._io: List[Tuple[str, bool, Tuple[int, ...], str]] = []
         self._bindings: Dict[str, _Binding] = {}
         self._events = None
-        self._graph = None
-        self._graph_shapes = None
+        self._graphs: Dict[tuple, object] = {}  # (input shapes, tensor addresses) -> captured CUDA graph
+        self.graph_note: Optional[str] = None  # why no graph was captured, when one was asked for and none was
         self._copied_shapes = None
         self._device_ms: Optional[float] = None
 
@@ -88,8 +88,8 @@ class TrtRunner(Runner):
     def _deactivate(self) -> None:
         for binding in self._bindings.values():
             binding.free()
-        if self._graph is not None:
-            self._graph.destroy()
+        for graph in self._graphs.values():
+            graph.destroy()
         for event in self._events or ():
             event.destroy()
         if self.stream is not None:
@@ -183,18 +183,26 @@ class TrtRunner(Runner):
         return out
 
     def _enqueue(self, shapes) -> None:
-        """execute_async_v3, or the CUDA graph of it once captured for these input shapes."""
-        if self._graph is not None and self._graph_shapes == shapes:
-            self._graph.launch(self.stream)
+        """execute_async_v3, or its CUDA graph captured for these concrete input shapes (as trtexec does).
+
+        A dynamic-shape engine gets one graph per shape met, captured after one plain run of that shape
+        (TensorRT finishes shape-dependent set-up there); tensor addresses are part of the key, since a
+        graph replays the pointers it was captured with.
+        """
+        key = (shapes, tuple(b.device.ptr for b in self._bindings.values() if b.device is not None))
+        graph = self._graphs.get(key)
+        if graph is not None:
+            graph.launch(self.stream)
             return
         if not self.context.execute_async_v3(self.stream.handle):
             raise AgrideployError(f"TensorRT failed to run {self.loaded.path.name}")
-        if self.use_cuda_graph and not any(s.is_dynamic for s in self.input_specs):
-            self._graph = self.cuda.capture(self.stream, lambda: self.context.execute_async_v3(self.stream.handle))
-            self._graph_shapes = shapes
-            if self._graph is None:
+        if self.use_cuda_graph and self.graph_note is None:
+            graph = self.cuda.capture(self.stream, lambda: self.context.execute_async_v3(self.stream.handle))
+            if graph is None:
+                self.graph_note = f"not used: {self.cuda.name} cannot capture this engine"
                 print(f"note: no CUDA graph ({self.cuda.name} cannot capture this engine); running without one", file=sys.stderr)
-                self.use_cuda_graph = False
+            else:
+                self._graphs[key] = graph
 
     # what the benchmarks read ----------------------------------------------------------------
     def synchronize(self) -> None:
@@ -226,7 +234,9 @@ class TrtRunner(Runner):
             "cuda_binding": self.cuda.name if self.cuda else None,
             "gpu": gpu.name if gpu else None,
             "compute_capability": gpu.compute_capability if gpu else None,
-            "cuda_graph": self._graph is not None,
+            "cuda_graph": bool(self._graphs),
+            "cuda_graph_shapes": sorted({shapes for shapes, _ in self._graphs}),
+            "cuda_graph_note": self.graph_note,
             "spin_wait": self.spin_wait,
             "transfers": self.transfers,
             "engine": str(getattr(self.loader, "path", "")),

@@ -348,8 +348,9 @@ def memory_table(rows: Sequence[Dict[str, Any]]) -> Table:
 def power_table(rows: Sequence[Dict[str, Any]]) -> Table:
     table = Table(
         "power", "Power",
-        ["Model", "Device", "Backend", "Precision", "Batch", "Rail", "Mean W", "mJ / image", "Images/s"],
-        caption="Mean power on the total input rail over the timed window, and energy per image.",
+        ["Model", "Device", "Backend", "Precision", "Batch", "Rails summed", "Mean W", "mJ / image", "Images/s (window)"],
+        caption="Mean module power over the timed window (its input rail, or its disjoint rails summed where it has "
+        "none, as named), and energy per image.",
     )
     for r in rows:
         if r["power_mean_w"] is None:

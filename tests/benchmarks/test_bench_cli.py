@@ -67,10 +67,13 @@ def test_sweep_writes_a_valid_document(cli, models, tmp_path):
     det1 = runs[0]
     assert set(det1["latency_ms"]["stages"]) == {"pre", "infer", "post"} and det1["latency_ms"]["end_to_end"]["count"] == 3
     stages, e2e = det1["latency_ms"]["stages"], det1["latency_ms"]["end_to_end"]
-    for i, whole in enumerate(e2e["samples"]):  # the stages of the same frames, each inside its frame
-        assert sum(stages[s]["samples"][i] for s in ("pre", "infer", "post")) <= whole + 3e-4
-    assert sum(stages[s]["mean"] for s in ("pre", "infer", "post")) == pytest.approx(e2e["mean"], rel=0.01)
+    rest = []  # the loop's own time in each frame: e2e - (pre + infer + post) of the same frame
+    for i, whole in enumerate(e2e["samples"]):
+        rest.append(whole - sum(stages[s]["samples"][i] for s in ("pre", "infer", "post")))
+        assert rest[-1] >= -3e-4  # each stage lies inside its frame (samples rounded to 0.1 us)
+    assert np.median(rest) <= 0.01 * np.median(e2e["samples"])  # a preempted frame may add more; the typical one < 1 %
     assert det1["throughput"]["basis"] == "window" and det1["method"]["threads"] >= 1
+    assert det1["method"]["cuda_graph"] is False and det1["method"]["cuda_graph_note"].startswith("not requested")
     assert runs[1]["latency_ms"]["end_to_end"] is None  # detection end-to-end is per frame: batch 1 only
     seg = [r for r in runs if r["model"]["task"] == "segment"]
     assert all(r["throughput"]["tiles_per_s"] > 0 and r["latency_ms"]["stages"] for r in seg)
@@ -214,3 +217,18 @@ def test_random_weights_from_arch_through_pytorch_and_export(cli, tmp_path):
     assert RANDOM in torch_run["notes"] and RANDOM in ort_run["notes"]
     assert torch_run["imgsz"] == ort_run["imgsz"] == [64, 64]
     assert torch_run["latency_ms"]["stages"] is not None and ort_run["latency_ms"]["stages"] is not None
+
+
+@pytest.mark.parametrize("asked, described, used, note", [
+    (False, {"cuda_graph": False, "spin_wait": True, "transfers": True}, False, "not requested (bench --cuda-graph)"),
+    (True, {"cuda_graph": True, "cuda_graph_shapes": [((1, 3, 64, 64),), ((4, 3, 64, 64),)], "cuda_graph_note": None,
+            "spin_wait": True, "transfers": True}, True,
+     "captured per concrete input shape after one plain run (2 shapes: 1x3x64x64, 4x3x64x64), replayed"),
+    (True, {"cuda_graph": False, "cuda_graph_note": "not used: pycuda cannot capture this engine", "spin_wait": True,
+            "transfers": True}, False, "not used: pycuda cannot capture this engine"),
+    (True, {"backend": "onnxruntime"}, False, "not used: the onnxruntime backend here has no CUDA graph replay"),
+])
+def test_method_says_what_the_cuda_graph_did(asked, described, used, note):
+    """The run's method is read back from the runner after the loop, never copied from the request."""
+    method = bench._trt_method(bench.Settings(cuda_graph=asked), described.get("backend", "tensorrt"), described)
+    assert method["cuda_graph"] is used and method["cuda_graph_note"] == note

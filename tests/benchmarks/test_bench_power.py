@@ -20,17 +20,22 @@ def recorded(name: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "name, rail, watts, ram, gpu",
+    "name, rails, watts, ram, gpu",
     [
-        ("nano_jp4.txt", "POM_5V_IN", 2.545, (1766, 3964), 0),
-        ("tx2_xavier.txt", "VDD_IN", 5.297, (None, None), 0),
-        ("orin_nx_jp6.txt", "VDD_IN", 3.913, (3162, 7620), 1),
+        ("nano_jp4.txt", ["POM_5V_IN"], 2.545, (1766, 3964), 0),
+        ("tx2_xavier.txt", ["VDD_IN"], 5.297, (None, None), 0),
+        ("xavier_nx_assembled.txt", ["VDD_IN"], 4.532, (2231, 7772), 0),
+        ("agx_xavier_jp4.txt", ["CPU", "CV", "GPU", "SOC", "SYS5V", "VDDRQ"], (463 + 618 + 2936 + 0 + 309 + 3306) / 1000,
+         (14700, 15692), 0),
+        ("orin_nx_jp6.txt", ["VDD_IN"], 3.913, (3162, 7620), 1),
+        ("agx_orin_jp6.txt", ["VDD_CPU_CV", "VDD_GPU_SOC", "VIN_SYS_5V0"], (1995 + 0 + 2524) / 1000, (1313, 30697), 0),
+        ("thor_assembled.txt", ["VDD_CPU_SOC_MSS", "VDD_GPU", "VIN_SYS_5V0"], (0 + 6510 + 6520) / 1000, (8931, 125772), 0),
     ],
 )
-def test_recorded_lines(name, rail, watts, ram, gpu):
+def test_module_power_of_each_generation(name, rails, watts, ram, gpu):
     sample = tegrastats.parse_line(recorded(name))
-    assert sample.total_rail() == rail
-    assert sample.total_w() == pytest.approx(watts)
+    assert sorted(sample.module_rails()) == rails
+    assert sample.module_w() == pytest.approx(watts)
     assert (sample.ram_used_mb, sample.ram_total_mb) == ram
     assert sample.gpu_load_pct == gpu
 
@@ -47,20 +52,25 @@ def test_rails_and_temperatures_in_detail():
     assert "RAM" not in nano.rails_mw and "SWAP" not in nano.rails_mw  # RAM 1766/3964MB is not a rail
 
 
-def test_agx_orin_total_rail_and_custom_order():
-    # constructed from the documented AGX Orin rail names (no recorded AGX line in the reference)
-    line = "RAM 5000/62800MB GR3D_FREQ 40% VDD_GPU_SOC 4000mW/3900mW VDD_CPU_CV 900mW/880mW VIN_SYS_5V0 3100mW/3000mW"
-    sample = tegrastats.parse_line(line)
-    assert sample.total_rail() == "VIN_SYS_5V0"
-    assert sample.total_rail(("VDD_GPU_SOC",)) == "VDD_GPU_SOC"
+def test_agx_orin_is_never_its_5v_rail_alone_and_vdd_in_wins():
+    orin = tegrastats.parse_line(recorded("agx_orin_jp6.txt"))
+    assert orin.module_rails() != ["VIN_SYS_5V0"] and orin.module_w() > orin.rails_mw["VIN_SYS_5V0"][0] / 1000
+    with_input = tegrastats.parse_line(recorded("agx_orin_jp6.txt") + " VDD_IN 9000mW/9000mW NC 0mW/0mW")
+    assert with_input.module_rails() == ["VDD_IN"] and with_input.module_w() == 9.0
+    thor = tegrastats.parse_line(recorded("thor_assembled.txt"))
+    assert "VIN" in thor.rails_mw and "VIN" not in thor.module_rails()  # the carrier board's input, not the module
     assert tegrastats.parse_line("tegrastats: some warning") is None
-    assert tegrastats.parse_lines(["", line, "nothing"]) == [sample]
+    line = recorded("nano_jp4.txt")
+    assert tegrastats.parse_lines(["", line, "nothing"]) == [tegrastats.parse_line(line)]
 
 
 def test_power_block_maths():
     samples = [tegrastats.parse_line(f"VDD_IN {mw}mW/{mw}mW VDD_SOC 1mW/1mW") for mw in (4000, 5000, 6000)]
     block = power.power_block(samples, window_s=2.0, images=40)
-    assert block["rail"] == "VDD_IN"
+    assert block["rail"] == "VDD_IN" and block["rails"] == ["VDD_IN"]
+    xavier = power.power_block([tegrastats.parse_line(recorded("agx_xavier_jp4.txt"))], window_s=1.0, images=10)
+    assert xavier["rails"] == ["GPU", "CPU", "SOC", "CV", "VDDRQ", "SYS5V"] and xavier["rail"] == "+".join(xavier["rails"])
+    assert xavier["mean_w"] == pytest.approx(7.632)
     assert block["samples_w"] == [4.0, 5.0, 6.0]
     assert block["mean_w"] == pytest.approx(5.0)
     assert block["mj_per_image"] == pytest.approx(5.0 * 2.0 * 1000 / 40)  # 250 mJ
@@ -97,7 +107,7 @@ def test_sampler_with_fake_tegrastats(tmp_path):
     assert [line for _, line in sampler.raw[:2]] == lines
     inside = sampler.window(start, end)
     assert 0 < len(inside) <= len(sampler.samples)
-    assert {s.total_rail() for s in inside} <= {"VDD_IN", "POM_5V_IN"}
+    assert {tuple(s.module_rails()) for s in inside} <= {("VDD_IN",), ("POM_5V_IN",)}
     assert sampler.window(end + 100, end + 200) == [] == sampler.raw_window(end + 100, end + 200)
     assert len(sampler.raw_window(start, end)) == len(inside)
 
@@ -144,3 +154,13 @@ def test_jetson_clocks_state_and_clocks(tmp_path):
     assert power.jetson_clocks_on(tmp_path / "empty") is None
     assert power.clocks(tmp_path / "empty") == {}
 
+
+
+def test_a_window_shorter_than_the_interval_takes_the_sample_that_closes_it():
+    sampler = power.TegrastatsSampler("tegrastats", interval_ms=100)
+    first, second = (tegrastats.parse_line(f"VDD_IN {mw}mW/{mw}mW") for mw in (4000, 7000))
+    sampler.samples = [(1.0, first), (1.25, second)]
+    sampler.raw = [(1.0, "a"), (1.25, "b")]
+    assert sampler.window(0.9, 1.1) == [first]  # inside
+    assert sampler.window(1.05, 1.2) == [second] and sampler.raw_window(1.05, 1.2) == ["b"]  # arrives 50 ms after
+    assert sampler.window(1.05, 1.1) == []  # the next line is more than one interval away

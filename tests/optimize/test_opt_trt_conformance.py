@@ -257,6 +257,32 @@ def test_runner_replays_a_cuda_graph_for_static_shapes(tmp_path):
     assert "IExecutionContext.set_input_shape" not in trt.fake.names()  # static: no shape to set
 
 
+def test_dynamic_engine_gets_one_cuda_graph_per_concrete_shape(onnx_model, tmp_path):
+    trt = make_fake_tensorrt("10.16")
+    result = _build(trt, onnx_model, tmp_path, fp16=True, max_batch=2)
+    cuda = FakeCuda()
+    with running(result.engine, trt, cuda, cuda_graph=True) as runner:
+        assert runner.input_specs[0].is_dynamic
+        for batch in (1, 1, 1, 2, 2):
+            runner.infer({"images": np.zeros((batch, 3, 64, 64), np.float32)})
+        described = runner.describe()
+    assert described["cuda_graph"] is True and described["cuda_graph_note"] is None
+    assert [s[0] for s in described["cuda_graph_shapes"]] == [(1, 3, 64, 64), (2, 3, 64, 64)]
+    assert len(trt.fake.args_of("IExecutionContext.execute_async_v3")) == 4  # per shape: one plain run + the capture
+    assert cuda.graph.launches == 1  # the batch-2 graph replayed once (the batch-1 one twice, before it)
+
+
+def test_no_capture_is_said_not_claimed(onnx_model, tmp_path):
+    trt = make_fake_tensorrt("10.16")
+    result = _build(trt, onnx_model, tmp_path, fp16=True, max_batch=2)
+    with running(result.engine, trt, FakeCuda(graphs=False), cuda_graph=True) as runner:
+        for _ in range(3):
+            runner.infer({"images": np.zeros((1, 3, 64, 64), np.float32)})
+        described = runner.describe()
+    assert described["cuda_graph"] is False and "cannot capture" in described["cuda_graph_note"]
+    assert len(trt.fake.args_of("IExecutionContext.execute_async_v3")) == 3  # plain runs; capture asked once, refused
+
+
 class CountingCuda(FakeCuda):
     """The host-memory stand-in, counting copies in each direction."""
 
