@@ -7,6 +7,7 @@ detections. The NumPy twin of the fused CUDA kernel lives in preprocess_ref.py.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
@@ -104,13 +105,12 @@ def cast_to(values: np.ndarray, dtype) -> np.ndarray:
     return values.astype(dtype)
 
 
-def band_values(pixels: np.ndarray, record: ModelRecord) -> np.ndarray:
+def band_values(pixels: np.ndarray, scale: float, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """(C, ...) float32 pixels -> `(p * input_scale - mean[c]) / std[c]`, with YOLOv5's float arithmetic.
 
     A scale of 1/k (k whole: 255, 65535) divides by k as upstream does (`im /= 255`): multiplying by
     float32(1/255) differs in the last bit for 126 of the 256 byte values.
     """
-    scale, mean, std = record.normalisation()
     shape = (-1,) + (1,) * (pixels.ndim - 1)
     divisor = 1.0 / scale if scale else 0.0
     if divisor and abs(divisor - round(divisor)) < 1e-6 * divisor:
@@ -118,6 +118,19 @@ def band_values(pixels: np.ndarray, record: ModelRecord) -> np.ndarray:
     else:
         scaled = pixels * np.float32(scale)
     return (scaled - np.asarray(mean, np.float32).reshape(shape)) / np.asarray(std, np.float32).reshape(shape)
+
+
+def byte_table(record: ModelRecord) -> np.ndarray:
+    """(C, 256) float32: band_values of every byte, computed once per normalisation."""
+    scale, mean, std = record.normalisation()
+    return _byte_table(record.channels, scale, tuple(mean), tuple(std))
+
+
+@functools.lru_cache(maxsize=32)
+def _byte_table(channels: int, scale: float, mean: tuple, std: tuple) -> np.ndarray:
+    table = band_values(np.tile(np.arange(256, dtype=np.float32), (channels, 1)), scale, mean, std).astype(np.float32)
+    table.setflags(write=False)
+    return table
 
 
 def normalize(img_hwc: np.ndarray, record: ModelRecord, dtype=np.float32, bgr: bool = False) -> np.ndarray:
@@ -131,9 +144,9 @@ def normalize(img_hwc: np.ndarray, record: ModelRecord, dtype=np.float32, bgr: b
     order = [2, 1, 0] if bgr and img.shape[2] == 3 else list(range(img.shape[2]))
     if img.dtype != np.uint8:
         chw = np.transpose(img, (2, 0, 1))[order].astype(np.float32)
-        return band_values(chw, record).astype(dtype, copy=False)
+        return band_values(chw, *record.normalisation()).astype(dtype, copy=False)
     cv2 = require("cv2")
-    lut = band_values(np.tile(np.arange(256, dtype=np.float32), (img.shape[2], 1)), record).astype(np.float32)
+    lut = byte_table(record)
     planes = cv2.split(np.ascontiguousarray(img)) if img.shape[2] > 1 else [img[:, :, 0]]
     out = np.empty((img.shape[2],) + img.shape[:2], np.float32)
     for c, src in enumerate(order):

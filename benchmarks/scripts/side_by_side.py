@@ -111,7 +111,8 @@ def int8_vs_fp32(models: Models) -> str:
     onnx = models.onnx(models.load(cfg.int8_arch, cfg.det_imgsz))
     int8_runner = _ort(models.artefacts.onnx_at(onnx, "int8"))
     int8, fp32 = _interleaved(_host_step(int8_runner), _host_step(_ort(onnx)), "host", "host", cfg.seconds)
-    return _row(f"2. INT8 Q/DQ (Conv only, {cfg.calib_samples} random calibration inputs) vs FP32, ONNX Runtime CPU: "
+    return _row(f"2. INT8 Q/DQ for ORT CPU (uint8 activations, int8 per-channel weights; {cfg.calib_samples} random calibration "
+                f"inputs) vs FP32, ONNX Runtime CPU: "
                 f"{cfg.int8_arch} {cfg.det_imgsz}", "INT8", int8, "FP32", fp32)
 
 
