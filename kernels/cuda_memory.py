@@ -110,9 +110,6 @@ class CudaLayer:
         """
         raise NotImplementedError
 
-    def mem_info(self) -> Tuple[int, int]:
-        raise NotImplementedError
-
     def capture(self, stream: Stream, work: Callable[[], bool]):
         """`work()` (enqueueing on `stream`, True on success) as a CUDA graph with `.launch(stream)` and
         `.destroy()`; None where the binding cannot capture or the capture failed (the stream is usable again)."""
@@ -182,10 +179,6 @@ class PycudaLayer(CudaLayer):
                 self.raw = None
 
         return self._own(Event())
-
-    def mem_info(self):
-        free, total = self.cuda.mem_get_info()
-        return int(free), int(total)
 
     def device_arch(self) -> int:
         major, minor = self.cuda.Context.get_device().compute_capability()
@@ -263,10 +256,6 @@ class CudaPythonLayer(CudaLayer):
                     self.raw = None
 
         return self._own(Event())
-
-    def mem_info(self):
-        free, total = self._check(self.rt.cudaMemGetInfo(), "cudaMemGetInfo")
-        return int(free), int(total)
 
     def close(self) -> None:
         super().close()

@@ -97,9 +97,6 @@ class FakeCuda(CudaLayer):
         self.events.append(FakeEvent(blocking))
         return self.events[-1]
 
-    def mem_info(self):
-        return (1 << 30, 2 << 30)
-
     def capture(self, stream, work):
         if not self.graphs or not work():
             return None

@@ -173,7 +173,6 @@ def make_runtime(major: int) -> types.ModuleType:
     rt.cudaEventSynchronize = lambda e: (OK,)
     rt.cudaEventElapsedTime = lambda a, b: (OK, ELAPSED_MS)
     rt.cudaEventDestroy = lambda e: gone(e, "event")
-    rt.cudaMemGetInfo = lambda: (OK, 3 << 30, 8 << 30)
     rt.cudaStreamCaptureMode = types.SimpleNamespace(cudaStreamCaptureModeGlobal=0)
     rt.cudaStreamBeginCapture = lambda s, mode: (log("cudaStreamBeginCapture"), (OK,))[1]
     rt.cudaStreamEndCapture = end_capture

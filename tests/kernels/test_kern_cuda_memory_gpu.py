@@ -45,8 +45,6 @@ def test_round_trip_events_and_spin_wait(layer, blocking):
     stream.spin() if not blocking else stream.synchronize()
     np.testing.assert_array_equal(back, src)
     assert end.elapsed_ms(start) >= 0.0
-    free, total = layer.mem_info()
-    assert 0 < free <= total
     dev.free()
 
 
