@@ -8,6 +8,7 @@ It is plain data (JSON types only) so the device side needs nothing but the stan
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -88,7 +89,9 @@ class ModelRecord:
     def from_dict(cls, data: Dict[str, Any]) -> "ModelRecord":
         if not isinstance(data, dict):
             raise AgrideployError("model record is not a JSON object")
-        version = int(data.get("version", RECORD_VERSION))
+        version = data.get("version", RECORD_VERSION)
+        if not _is_int(version):
+            raise AgrideployError(f"model record field 'version' has a bad value {_shown(version)}")
         if version > RECORD_VERSION:
             raise AgrideployError(
                 f"model record version {version} is newer than this agrideploy understands ({RECORD_VERSION}); upgrade agrideploy"
@@ -97,6 +100,9 @@ class ModelRecord:
         missing = [k for k in ("task", "arch", "names") if k not in data]
         if missing:
             raise AgrideployError(f"model record lacks {', '.join(missing)}")
+        for key, value in data.items():
+            if key in FIELD_CHECKS and not FIELD_CHECKS[key](value):
+                raise AgrideployError(f"model record field {key!r} has a bad value {_shown(value)} (a {type(value).__name__})")
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod
@@ -105,6 +111,8 @@ class ModelRecord:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as exc:
             raise AgrideployError(f"model record is not valid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise AgrideployError("model record is nested too deeply to be a record") from None
 
     def onnx_props(self) -> Dict[str, str]:
         """metadata_props for an ONNX model: our record, plus the flat keys YOLOv5/Ultralytics loaders read
@@ -125,6 +133,51 @@ class ModelRecord:
                 f"{where} carries no agrideploy model record; export it with `agrideploy export`"
             )
         return cls.from_json(props[ONNX_KEY])
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _list_of(check, v: Any, size: Optional[int] = None) -> bool:
+    return isinstance(v, list) and (size is None or len(v) == size) and all(check(x) for x in v)
+
+
+def _optional(check):
+    return lambda v: v is None or check(v)
+
+
+# what from_dict accepts for each field of a record read from a file (ONNX metadata, sidecar, results)
+FIELD_CHECKS = {
+    "task": lambda v: isinstance(v, str),
+    "arch": lambda v: isinstance(v, str),
+    "names": lambda v: _list_of(lambda n: isinstance(n, str), v),
+    "channels": lambda v: _is_int(v) and 1 <= v <= 65536,
+    "imgsz": lambda v: _list_of(lambda n: _is_int(n) and 1 <= n <= 1 << 20, v, 2),
+    "input_scale": _is_number,
+    "mean": _optional(lambda v: _list_of(_is_number, v)),
+    "std": _optional(lambda v: _list_of(lambda n: _is_number(n) and n != 0, v)),
+    "letterbox": lambda v: isinstance(v, bool),
+    "pad_value": lambda v: _is_int(v) and 0 <= v <= 65535,
+    "strides": _optional(lambda v: _list_of(lambda n: _is_number(n) and n > 0, v)),
+    "anchors": _optional(lambda v: _list_of(lambda level: _list_of(_is_number, level), v)),
+    "output_stride": _optional(lambda v: _is_int(v) and v > 0),
+    "source_format": lambda v: isinstance(v, str),
+    "source_name": _optional(lambda v: isinstance(v, str)),
+    "source_sha256": _optional(lambda v: isinstance(v, str)),
+    "pretrained": lambda v: isinstance(v, bool),
+    "extra": lambda v: isinstance(v, dict),
+    "version": _is_int,
+}
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def parse_imgsz(values: Sequence[int] | int | None, default: Sequence[int]) -> List[int]:

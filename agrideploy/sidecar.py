@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from agrideploy.errors import AgrideployError
+from agrideploy.record import ModelRecord
 
 
 def sidecar_path(engine: str | Path) -> Path:
@@ -25,12 +26,51 @@ def read_sidecar(engine: str | Path) -> Optional[Dict[str, Any]]:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise AgrideployError(f"{path}: not valid JSON ({exc.msg})") from None
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise AgrideployError(f"{path}: not a JSON sidecar ({type(exc).__name__})") from None
     if not isinstance(data, dict) or not isinstance(data.get("build"), dict):
         raise AgrideployError(f"{path}: not an agrideploy engine sidecar (no 'build' section)")
+    _check_build_fields(data["build"], path)
+    if data.get("record") is not None:
+        try:
+            ModelRecord.from_dict(data["record"])
+        except AgrideployError as exc:
+            raise AgrideployError(f"{path}: {exc}") from None
     return data
+
+
+def _is_text_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _is_shape(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+
+
+# sidecar 'build' fields that describe_engine and check_compatible format or compare
+_BUILD_CHECKS = {
+    "tensorrt": lambda v: isinstance(v, str),
+    "gpu": lambda v: isinstance(v, str),
+    "compute_capability": lambda v: isinstance(v, str),
+    "precision": lambda v: isinstance(v, str),
+    "onnx": lambda v: isinstance(v, str),
+    "onnx_sha256": lambda v: isinstance(v, str),
+    "build_seconds": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "flags": _is_text_list,
+    "fp32_layers": _is_text_list,
+    "dla": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "profile": lambda v: isinstance(v, dict) and all(
+        isinstance(s, dict) and all(_is_shape(s.get(k)) for k in ("min", "opt", "max")) for s in v.values()),
+}
+
+
+def _check_build_fields(build: Dict[str, Any], path: Path) -> None:
+    for key, check in _BUILD_CHECKS.items():
+        if build.get(key) is not None and not check(build[key]):
+            raise AgrideployError(f"{path}: sidecar field build.{key} has a bad value {str(build[key])[:40]!r}")
 
 
 def _release(version: str) -> str:

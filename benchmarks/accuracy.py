@@ -169,15 +169,9 @@ def _label_of(image: Path) -> Path:
 
 
 def _read_yaml(path: Path) -> Dict[str, Any]:
-    import yaml
+    from agrideploy.safe_yaml import read_data_yaml
 
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise AgrideployError(f"--data {path}: cannot read ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise AgrideployError(f"--data {path}: not a YOLO data.yaml (expected a mapping)")
-    return data
+    return read_data_yaml(path, f"--data {path}")
 
 
 def _yaml_images(path: Path, data: Dict[str, Any]) -> List[Path]:
@@ -201,9 +195,9 @@ def _yaml_images(path: Path, data: Dict[str, Any]) -> List[Path]:
 
 
 def _names(value: Any) -> Optional[List[str]]:
-    if isinstance(value, dict):
-        return [str(value[k]) for k in sorted(value)]
-    return [str(v) for v in value] if isinstance(value, list) else None
+    from agrideploy.safe_yaml import data_names
+
+    return data_names(value, "--data names")
 
 
 def detection_dataset(source: str | Path) -> Tuple[List[Sample], Optional[List[str]]]:
@@ -237,6 +231,7 @@ def read_label_rows(path: Optional[Path]) -> np.ndarray:
         raise AgrideployError(f"{path}: not a YOLO label file (class cx cy w h per line)") from None
     if rows.shape[1] != 5:
         raise AgrideployError(f"{path}: expected 5 numbers per line (class cx cy w h), got {rows.shape[1]}")
+    check_label_rows(rows, path)
     return rows
 
 
@@ -249,6 +244,20 @@ def rows_to_pixels(rows: np.ndarray, width: int, height: int) -> np.ndarray:
 def read_yolo_labels(path: Optional[Path], width: int, height: int) -> np.ndarray:
     """(m, 5) [cls, x1, y1, x2, y2] in pixels from a YOLO label file (class cx cy w h, normalised)."""
     return rows_to_pixels(read_label_rows(path), width, height)
+
+
+def check_label_rows(rows: np.ndarray, path: Path) -> None:
+    """YOLO's own label rules: integer class ids >= 0, finite coordinates normalised to [0, 1]."""
+    from agrideploy import limits
+
+    limits.check("max_labels", len(rows), f"{path}: label rows")
+    cls, coords = rows[:, 0], rows[:, 1:]
+    bad = ~np.isfinite(cls) | (cls < 0) | (cls != np.round(cls)) | (cls >= limits.get("max_classes"))
+    if bad.any():
+        raise AgrideployError(f"{path}: line {int(np.argmax(bad)) + 1}: class id {cls[bad][0]:g} is not a class index")
+    bad = ~(np.isfinite(coords) & (coords >= 0) & (coords <= 1)).all(axis=1)
+    if bad.any():
+        raise AgrideployError(f"{path}: line {int(np.argmax(bad)) + 1}: coordinates must be finite and normalised to [0, 1]")
 
 
 def segmentation_dataset(source: str | Path) -> List[Sample]:

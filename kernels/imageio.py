@@ -16,10 +16,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from agrideploy import limits
 from agrideploy.errors import AgrideployError
 from agrideploy.lazy import require
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
+# GDAL drivers open_raster accepts (GDAL picks a driver by content, so a .tif may hold VRT XML)
+RASTER_DRIVERS = ("GTiff", "COG", "HFA", "JP2OpenJPEG", "PNG", "JPEG")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp") + RASTER_SUFFIXES
 
 
@@ -63,6 +66,7 @@ def read_image(path: str | os.PathLike, bands: Optional[Sequence[int]] = None) -
 def _read_opencv(path: Path, bands: Optional[Sequence[int]]) -> np.ndarray:
     """cv2.imread as upstream YOLOv5 calls it (its decoder, EXIF rotation, grey expanded to 3 bands), then RGB."""
     cv2 = require("cv2")
+    check_header_pixels(path)
     try:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     except cv2.error as exc:
@@ -73,15 +77,44 @@ def _read_opencv(path: Path, bands: Optional[Sequence[int]]) -> np.ndarray:
     return array[:, :, check_band_numbers(bands, array.shape[2], path)]
 
 
+def check_header_pixels(path: Path) -> None:
+    """Refuse, from the header alone, an image larger than --max-pixels (a 2.6 MB PNG can hold 30000 x 30000)."""
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = None  # agrideploy.limits' max_pixels is the one limit
+    try:
+        with Image.open(path) as im:
+            size = im.width * im.height
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
+        return  # not a format Pillow knows: OpenCV decides, under its own pixel limit
+    limits.check("max_pixels", size, f"image {path}")
+
+
 def open_raster(path: str | os.PathLike):
-    """rasterio dataset for reading; a plain (ungeoreferenced) TIFF is fine and not warned about."""
+    """rasterio dataset for reading; a plain (ungeoreferenced) TIFF is fine and not warned about.
+
+    Only raster formats that hold their own pixels are opened; a VRT (which can name any local
+    file, or compute pixels) only with --allow-vrt. The pixel count is checked against --max-pixels.
+    """
     rasterio = require("rasterio")
+    drivers = list(RASTER_DRIVERS) + (["VRT"] if limits.get("allow_vrt") else [])
+    if Path(path).suffix.lower() == ".vrt" and "VRT" not in drivers:
+        raise AgrideployError(f"{path}: a VRT can read any local file; pass --allow-vrt for one you trust")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            return rasterio.open(path)
+            src = rasterio.open(path)
     except rasterio.errors.RasterioError as exc:
         raise AgrideployError(f"cannot read image {path}: {_first_line(exc)}") from None
+    try:  # checked before any pixel is read
+        if src.driver not in drivers:
+            raise AgrideployError(f"{path}: a {src.driver} raster; agrideploy reads {', '.join(drivers)}"
+                                  + ("" if "VRT" in drivers else " (VRT only with --allow-vrt: it can read any local file)"))
+        limits.check("max_pixels", src.width * src.height, f"image {path}")
+    except AgrideployError:
+        src.close()
+        raise
+    return src
 
 
 def _read_raster(path: Path, bands: Optional[Sequence[int]]) -> np.ndarray:

@@ -11,6 +11,7 @@ import os
 import pickle
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
@@ -107,10 +108,30 @@ def _load(source: Union[None, str, os.PathLike], opts: LoadOptions) -> LoadedMod
 
 
 def _read(path: Path, opts: LoadOptions) -> LoadedModel:
+    """The reader for `path`; whatever a malformed file makes a reader raise becomes one line naming the file."""
+    from agrideploy.models.safe_pickle import UNREADABLE
+
+    try:
+        return _read_any(path, opts)
+    except AgrideployError:
+        raise
+    except UNREADABLE as exc:
+        raise AgrideployError(f"{path}: not a checkpoint agrideploy can read ({type(exc).__name__}: {_first_line(exc)})") from None
+
+
+def _read_any(path: Path, opts: LoadOptions) -> LoadedModel:
+    from agrideploy.models.checkpoint_limits import check_tensors, scan_checkpoint
+
     if native.is_safetensors(path):
         return native.read_safetensors(path, opts)
+    scan_checkpoint(path)
     if torchscript.is_torchscript(path):
+        if not opts.trust:
+            raise AgrideployError(f"{path} is TorchScript, whose graph is code from the file; "
+                                  "pass --trust-checkpoint only for a file you trust")
         return torchscript.read_torchscript(path, opts)
+    if not zipfile.is_zipfile(path):
+        return _read_pickle(path, opts)  # legacy format: only our unpickler bounds its storages by the file size
     torch = require("torch")
     try:
         with warnings.catch_warnings():  # e.g. "pickle protocol 4" notes: the outcome is all that matters here
@@ -120,9 +141,8 @@ def _read(path: Path, opts: LoadOptions) -> LoadedModel:
         return _read_pickle(path, opts)  # needs globals beyond tensors: module classes, numpy, or worse
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise AgrideployError(f"{path}: not a checkpoint torch can read ({_first_line(exc)})") from None
-    if native.is_native(obj):
-        return native.read_native(obj, opts, str(path))
-    return _read_data(obj, path, opts)
+    check_tensors(obj, str(path))
+    return _read_object(obj, path, opts)
 
 
 def _read_pickle(path: Path, opts: LoadOptions) -> LoadedModel:
@@ -131,13 +151,19 @@ def _read_pickle(path: Path, opts: LoadOptions) -> LoadedModel:
     from agrideploy.models.safe_pickle import safe_load
 
     try:
-        obj = safe_load(path)
+        obj = safe_load(path, scanned=True)
     except AgrideployError as exc:
         if opts.trust:
             return _read_trusted(path, opts)
         raise AgrideployError(f"{path}: {exc}; pass --trust-checkpoint only for a file you trust") from None
     if looks_like_yolov5(obj):
         return _read_yolov5(path, obj, opts)
+    return _read_object(obj, path, opts)
+
+
+def _read_object(obj: Any, path: Path, opts: LoadOptions) -> LoadedModel:
+    if native.is_native(obj):
+        return native.read_native(obj, opts, str(path))
     return _read_data(obj, path, opts)
 
 

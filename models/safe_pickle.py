@@ -33,6 +33,9 @@ _TORCH_REBUILDERS = (
     "_rebuild_parameter_with_state",
 )
 _NUMPY_MULTIARRAY = ("_reconstruct", "scalar")
+# what a crafted pickle can make the unpickler or torch's rebuild functions raise
+UNREADABLE = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, TypeError, AttributeError, OSError,
+              LookupError, AssertionError, RecursionError, MemoryError, OverflowError, UnicodeDecodeError)
 
 
 class ModuleStub:
@@ -148,8 +151,34 @@ def _multiarray() -> types.ModuleType:
         return importlib.import_module("numpy.core.multiarray")
 
 
-def _make_unpickler(extra: Mapping[str, Any]) -> type:
+def _storage_bytes(saved_id: Any) -> int:
+    """Bytes a torch persistent id ('storage', type, key, location, numel, ...) asks to allocate."""
+    if not (isinstance(saved_id, tuple) and len(saved_id) >= 5 and saved_id[0] == "storage"):
+        return 0
+    numel, dtype = saved_id[4], getattr(saved_id[1], "dtype", saved_id[1])
+    if not isinstance(numel, int) or numel < 0:
+        raise AgrideployError(f"checkpoint storage {saved_id[2]!r} has a bad element count {numel!r}")
+    torch = require("torch")
+    return numel * (torch._utils._element_size(dtype) if isinstance(dtype, torch.dtype) else 1)
+
+
+def _make_unpickler(extra: Mapping[str, Any], budget: Optional[int]) -> type:
     class RestrictedUnpickler(pickle.Unpickler):
+        def _bounded(self, load: Callable[[Any], Any]) -> Callable[[Any], Any]:
+            """torch's persistent_load, refusing storages larger than the file before they are allocated."""
+            def persistent_load(saved_id: Any) -> Any:
+                if budget is not None and _storage_bytes(saved_id) > budget:
+                    raise AgrideployError(f"checkpoint storage {saved_id[2]!r} claims {_storage_bytes(saved_id)} bytes, "
+                                          f"more than the whole file ({budget})")
+                return load(saved_id)
+
+            return persistent_load
+
+        def _set_persistent_load(self, load: Callable[[Any], Any]) -> None:
+            pickle.Unpickler.persistent_load.__set__(self, self._bounded(load))  # type: ignore[attr-defined]
+
+        persistent_load = property(lambda self: pickle.Unpickler.persistent_load.__get__(self), _set_persistent_load)
+
         def find_class(self, module: str, name: str) -> Any:
             dotted = f"{module}.{name}"
             if dotted in extra:
@@ -164,9 +193,9 @@ def _make_unpickler(extra: Mapping[str, Any]) -> type:
     return RestrictedUnpickler
 
 
-def restricted_pickle_module(extra_classes: Optional[Mapping[str, Any]] = None) -> types.ModuleType:
-    """A stand-in for the `pickle` module, for torch.load(pickle_module=...)."""
-    unpickler = _make_unpickler(dict(extra_classes or {}))
+def restricted_pickle_module(extra_classes: Optional[Mapping[str, Any]] = None, budget: Optional[int] = None) -> types.ModuleType:
+    """A stand-in for the `pickle` module, for torch.load(pickle_module=...); storages above `budget` bytes are refused."""
+    unpickler = _make_unpickler(dict(extra_classes or {}), budget)
     module = types.ModuleType("agrideploy_restricted_pickle")
     module.Unpickler = unpickler  # type: ignore[attr-defined]
     module.load = lambda f, **kw: unpickler(f, **kw).load()  # type: ignore[attr-defined]
@@ -175,23 +204,29 @@ def restricted_pickle_module(extra_classes: Optional[Mapping[str, Any]] = None) 
     return module
 
 
-def safe_load(path: Union[str, Path], extra_classes: Optional[Mapping[str, Any]] = None) -> Any:
+def safe_load(path: Union[str, Path], extra_classes: Optional[Mapping[str, Any]] = None, scanned: bool = False) -> Any:
     """Load a torch checkpoint (zip or legacy) on the CPU; module objects come back as ModuleStub.
 
     `extra_classes` maps further dotted global names ("pkg.mod.Name") to the objects to use for them.
+    The file is scanned first (checkpoint_limits) unless the caller already did (`scanned`).
     """
+    from agrideploy.models.checkpoint_limits import check_tensors, scan_checkpoint
+
     torch = require("torch")
     path = Path(path)
     if not path.is_file():
         raise AgrideployError(f"{path}: no such file")
+    if not scanned:
+        scan_checkpoint(path)
+    pickle_module = restricted_pickle_module(extra_classes, budget=path.stat().st_size)
     try:
         with warnings.catch_warnings():  # legacy files: torch cannot compare a stand-in's source, which is expected
             warnings.filterwarnings("ignore", message="Couldn't retrieve source code")
-            return torch.load(
-                str(path), map_location="cpu", weights_only=False, pickle_module=restricted_pickle_module(extra_classes)
-            )
+            obj = torch.load(str(path), map_location="cpu", weights_only=False, pickle_module=pickle_module)
     except AgrideployError:
         raise
-    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, TypeError, AttributeError, OSError) as exc:
+    except UNREADABLE as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AgrideployError(f"{path}: not a checkpoint agrideploy can read safely ({first})") from None
+        raise AgrideployError(f"{path}: not a checkpoint agrideploy can read safely ({type(exc).__name__}: {first})") from None
+    check_tensors(obj, str(path))
+    return obj

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from agrideploy.models import blocks, efficientnetv2, fork_blocks
+from agrideploy.models.yaml_checks import check_layer_size, check_model_yaml
 from torch import nn
 
 from agrideploy.errors import AgrideployError
@@ -129,20 +130,16 @@ def config_path(arch: str) -> Path:
 
 
 def load_config(cfg: Union[Dict[str, Any], str, Path]) -> Dict[str, Any]:
-    """A deep copy of a config dict, or a yaml (a shipped name or a path) read with yaml.safe_load: no tags, no code."""
+    """A deep copy of a config dict, or a yaml (a shipped name or a path) read as plain data: no tags, aliases or code."""
     if isinstance(cfg, dict):
         return copy.deepcopy(cfg)
-    import yaml
+    from agrideploy.safe_yaml import load_yaml
 
     path = CONFIG_DIR / f"{cfg}.yaml" if cfg in SHIPPED else Path(cfg)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise AgrideployError(f"cannot read model yaml {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise AgrideployError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = load_yaml(path, f"model yaml {path}")
     if not isinstance(data, dict) or "backbone" not in data or "head" not in data:
         raise AgrideployError(f"{path}: not a YOLOv5 model yaml (needs backbone and head)")
+    check_model_yaml(data)
     data.setdefault("yaml_file", path.name)
     return data
 
@@ -172,6 +169,8 @@ def parse_activation(text: str) -> Callable[[], nn.Module]:
 
 def parse_model(d: Dict[str, Any], ch: int) -> Tuple[nn.Sequential, List[int]]:
     """Build the layers of a YOLOv5 yaml dict: (nn.Sequential of layers tagged .i/.f/.type/.np, saved indices)."""
+    check_model_yaml(d)
+    total = 0
     act = parse_activation(d["activation"]) if d.get("activation") else None
     nc, gd, gw = d["nc"], d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0)
     anchors = d["anchors"]
@@ -191,6 +190,7 @@ def parse_model(d: Dict[str, Any], ch: int) -> Tuple[nn.Sequential, List[int]]:
         n = max(round(n * gd), 1) if n > 1 else n
         sources = [f] if isinstance(f, int) else list(f)
         try:
+            total = check_layer_size(_build_layer, (m, list(args), n, f, chans, gw, no, ch_mul), total, where)
             m_, c2 = _build_layer(m, args, n, f, chans, gw, no, ch_mul)
         except (TypeError, ValueError, IndexError) as exc:
             raise AgrideployError(f"{where} ({name}): bad arguments {args!r} ({exc})") from None

@@ -35,13 +35,11 @@ def calibration_images(source: str | Path) -> List[Path]:
 
 
 def _images_from_data_yaml(path: Path) -> List[Path]:
-    import yaml
+    from agrideploy.safe_yaml import read_data_yaml
 
     if not path.is_file():
         raise AgrideployError(f"--calib {path}: no such file")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise AgrideployError(f"--calib {path}: not a YOLO data.yaml (expected a mapping)")
+    data = read_data_yaml(path, f"--calib {path}")
     root = Path(data.get("path") or path.parent)
     if not root.is_absolute():
         root = (path.parent / root).resolve()

@@ -18,6 +18,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 from agrideploy.kernels.postprocess import seg_argmax
 
+from agrideploy import limits
 from agrideploy.errors import AgrideployError
 
 BLENDS = ("mean", "gaussian", "cosine")
@@ -73,6 +74,7 @@ class TileGrid:
         self.step = (tile_step(self.th, overlap), tile_step(self.tw, overlap))
         self.ys = window_starts(self.h, self.th, self.step[0])
         self.xs = window_starts(self.w, self.tw, self.step[1])
+        limits.check("max_tiles", self.count, f"a {self.h}x{self.w} scene in {self.th}x{self.tw} tiles")
 
     @property
     def count(self) -> int:

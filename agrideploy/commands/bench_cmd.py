@@ -6,6 +6,7 @@ import sys
 import time
 from typing import List
 
+from agrideploy import limits
 from agrideploy.commands.common import add_model_source, load_model_from_args
 from agrideploy.errors import AgrideployError
 
@@ -70,6 +71,7 @@ def register(sub) -> None:
                    "(default: $AGRIDEPLOY_CACHE, else agrideploy-cache/ beside the results file)")
     p.add_argument("-o", "--output", help="results JSON (default bench-<UTC time>.json)")
     p.add_argument("--force", action="store_true", help="overwrite the results file")
+    limits.add_flags(p, "max_pixels", "max_tiles", "allow_vrt")
     p.set_defaults(func=run)
 
 

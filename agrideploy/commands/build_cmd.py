@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from agrideploy import limits
 from agrideploy.errors import AgrideployError
 
 BACKENDS = ("tensorrt", "onnxruntime")
@@ -38,6 +39,7 @@ def register(sub) -> None:
     g.add_argument("--timing-cache", metavar="PATH", help="timing cache file (default: <engine>.timing.cache); `none` disables it")
     g.add_argument("--dla", type=int, metavar="N", help="build for DLA core N with GPU fallback (Xavier, Orin AGX/NX)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    limits.add_flags(p, "max_pixels", "allow_vrt")
     p.set_defaults(func=run)
 
 

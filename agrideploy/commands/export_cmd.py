@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from agrideploy import limits
 from agrideploy.commands.common import add_model_source, load_model_from_args
 from agrideploy.errors import AgrideployError
 from agrideploy.export.opsets import TRT_TARGETS
@@ -48,6 +49,7 @@ def register(sub) -> None:
                      help="max error relative to the largest reference value (default 1e-3 for float32; "
                      "mismatching mask pixels 1e-3)")
     p.add_argument("--force", action="store_true", help="overwrite the output file")
+    limits.add_flags(p, "max_pixels", "allow_vrt")
     p.set_defaults(func=run)
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agrideploy import limits
 from agrideploy.commands.common import add_model_source, load_model_from_args
 from agrideploy.errors import AgrideployError
+from agrideploy.text import printable_lines
 
 
 def register(sub) -> None:
@@ -22,6 +24,7 @@ def register(sub) -> None:
     p.add_argument("--samples", type=int, default=8, help="ONNX --fp16-check: how many inputs to run")
     p.add_argument("-o", "--output", help="ONNX --fp16-check: where to write the FP32-pinned layer list (JSON)")
     p.add_argument("--force", action="store_true", help="overwrite the output file")
+    limits.add_flags(p, "max_pixels", "allow_vrt")
     p.set_defaults(func=run)
 
 
@@ -38,17 +41,17 @@ def run(args) -> int:
         if args.fp16_check:
             from agrideploy.optimize.fp16_check import run_fp16_check
 
-            print(run_fp16_check(path, calib=args.calib, samples=args.samples, output=args.output, force=args.force))
+            print(printable_lines(run_fp16_check(path, calib=args.calib, samples=args.samples, output=args.output, force=args.force)))
             return 0
         from agrideploy.export.inspect_onnx import describe_onnx
 
-        print(describe_onnx(path))
+        print(printable_lines(describe_onnx(path)))
         return 0
     if path and Path(path).suffix.lower() in (".engine", ".plan", ".trt"):
         _require_file(path)
         from agrideploy.sidecar import describe_engine
 
-        print(describe_engine(path))
+        print(printable_lines(describe_engine(path)))
         return 0
     if args.fp16_check:
         raise AgrideployError("--fp16-check takes an ONNX model; export the checkpoint first")
@@ -56,7 +59,7 @@ def run(args) -> int:
         _require_file(path)
     from agrideploy.models import describe_model
 
-    print(describe_model(load_model_from_args(args, source=path)))
+    print(printable_lines(describe_model(load_model_from_args(args, source=path))))
     return 0
 
 

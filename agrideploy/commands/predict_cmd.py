@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from agrideploy import limits
 from agrideploy.commands.common import add_model_source, load_model_from_args
 from agrideploy.errors import AgrideployError
 from agrideploy.lazy import require
@@ -40,6 +41,7 @@ def register(sub) -> None:
     dask.add_argument("--block-mb", type=float, metavar="MB",
                       help="split a GeoTIFF scene whose working set exceeds MB into row blocks (default: 1/4 of a worker's memory)")
     dask.add_argument("--images-per-task", type=int, default=16, metavar="N", help="detection images per Dask task (default 16)")
+    limits.add_flags(p, "max_pixels", "max_tiles", "allow_vrt")
     p.set_defaults(func=run)
 
 

@@ -1,7 +1,8 @@
 """TorchScript files: the architecture is compiled code inside the file.
 
 `torch.jit.load` runs no Python pickle code, but the graph it loads is the file author's code and
-runs whenever the model does; `inspect` says so. A YOLOv5 `export.py` TorchScript carries its
+runs whenever the model does (a scripted `while` loop can hang any caller), so the loader reads it only
+with --trust-checkpoint, as a full pickle. A YOLOv5 `export.py` TorchScript carries its
 shape, stride and names in an extra file `config.txt`, which fills the record.
 """
 
@@ -51,19 +52,28 @@ def read_torchscript(path: str | os.PathLike, opts: LoadOptions) -> LoadedModel:
 
 
 def _hints(config: Any) -> Dict[str, Any]:
-    """Record facts from a YOLOv5 export's config.txt: {"shape": [b, c, h, w], "stride": s, "names": ...}."""
+    """Record facts from a YOLOv5 export's config.txt: {"shape": [b, c, h, w], "stride": s, "names": ...}.
+
+    Each field is taken only when it has the type YOLOv5 writes; anything else is ignored.
+    """
     if not config:
         return {}
     try:
         data = json.loads(config)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
+        return {}
+    if not isinstance(data, dict):
         return {}
     names = data.get("names")
-    if isinstance(names, dict):
+    if isinstance(names, dict) and all(isinstance(k, str) and k.isdigit() for k in names):
         names = [names[k] for k in sorted(names, key=int)]
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        names = None
     hints: Dict[str, Any] = {"task": "detect", "names": names}
-    if isinstance(data.get("shape"), list) and len(data["shape"]) == 4:
-        hints["imgsz"] = data["shape"][2:]
-    if data.get("stride"):
-        hints["strides"] = [int(data["stride"])]
+    shape = data.get("shape")
+    if isinstance(shape, list) and len(shape) == 4 and all(type(v) is int and v > 0 for v in shape):
+        hints["imgsz"] = shape[2:]
+    stride = data.get("stride")
+    if type(stride) is int and stride > 0:
+        hints["strides"] = [stride]
     return hints

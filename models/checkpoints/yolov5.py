@@ -49,7 +49,10 @@ def read_yolov5_checkpoint(path: Union[str, Path], obj: Any = None) -> Tuple[Any
     stub, source = _pick_model(obj)
     if stub is None:
         raise AgrideployError(f"{path}: not a YOLOv5 training checkpoint (no 'ema' or 'model' with an embedded yaml)")
+    from agrideploy.models.checkpoint_limits import check_yolov5_fields
     from agrideploy.models.yolo import Detect, DetectionModel
+
+    check_yolov5_fields(stub, str(path))
 
     weights = float_weights(stub)
     cfg = dict(stub.yaml)
