@@ -10,6 +10,7 @@ from typing import List, Optional
 
 from agrideploy import __version__, limits
 from agrideploy.commands import VERBS, load_verb
+from agrideploy.commands.common import check_model_args
 from agrideploy.errors import AgrideployError
 from agrideploy.text import printable
 
@@ -41,6 +42,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
         limits.apply_args(args)
+        check_model_args(args)
         return int(args.func(args) or 0)
     except AgrideployError as exc:
         if args.debug:

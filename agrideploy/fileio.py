@@ -7,7 +7,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterable, Iterator
 
 from agrideploy.errors import AgrideployError
 
@@ -20,9 +20,15 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def check_output_path(path: str | os.PathLike, force: bool = False) -> Path:
-    """Refuse, before any work is done, an output that exists (without force) or cannot be written."""
+def check_output_path(path: str | os.PathLike, force: bool = False, inputs: Iterable[Any] = ()) -> Path:
+    """Refuse, before any work is done, an output that exists (without force), is a folder, is one of
+    the command's `inputs` (even with force), or cannot be written."""
     path = Path(path)
+    for source in inputs:
+        if source is not None and _same_file(path, Path(source)):
+            raise AgrideployError(f"{path} is also an input of this command; choose another output")
+    if path.is_dir():
+        raise AgrideployError(f"{path} is a folder; give a file name for the output")
     if path.exists() and not force:
         raise AgrideployError(f"{path} exists; pass --force to overwrite it")
     parent = path.parent if str(path.parent) else Path(".")
@@ -36,6 +42,13 @@ def check_output_path(path: str | os.PathLike, force: bool = False) -> Path:
     if not os.access(parent, os.W_OK):
         raise AgrideployError(f"cannot write to {parent}: permission denied")
     return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

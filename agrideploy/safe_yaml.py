@@ -79,3 +79,11 @@ def data_names(value: Any, what: str) -> Optional[List[str]]:
         raise AgrideployError(f"{what}: 'names' must be a list of class names or a mapping of index to name")
     limits.check("max_classes", len(value), f"{what}: names")
     return [str(n) for n in value]
+
+
+def check_data_yaml(source: Optional[str], flag: str) -> None:
+    """Read and type-check a data.yaml given to `flag`, before any long work (folders are checked where used)."""
+    if source and Path(source).suffix.lower() in (".yaml", ".yml"):
+        if not Path(source).is_file():
+            raise AgrideployError(f"{flag} {source}: no such file")
+        read_data_yaml(source, f"{flag} {source}")

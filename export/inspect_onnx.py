@@ -7,21 +7,18 @@ import os
 from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from agrideploy.errors import AgrideployError
 from agrideploy.fileio import sha256_file
 from agrideploy.lazy import require
 
 
 def describe_onnx(path: str | os.PathLike) -> str:
     """A plain-text description of an ONNX file (ours or anyone's)."""
-    onnx = require("onnx")
     from agrideploy.export.metadata import PRECISION_KEY, read_metadata
     from agrideploy.export.trt_compat import check_trt, format_compat, model_opset
 
-    try:
-        model = onnx.load(str(path))
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise AgrideployError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+    from agrideploy.onnx_file import load_onnx
+
+    model = load_onnx(path)
     lines = [
         f"ONNX model {path}",
         f"  size {os.path.getsize(path) / 1e6:.2f} MB, sha256 {sha256_file(path)[:16]}",

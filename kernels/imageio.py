@@ -77,6 +77,17 @@ def _read_opencv(path: Path, bands: Optional[Sequence[int]]) -> np.ndarray:
     return array[:, :, check_band_numbers(bands, array.shape[2], path)]
 
 
+def check_image(path: str | os.PathLike) -> None:
+    """Refuse, from its header alone, an image read_image would refuse for its format or size (no pixel is read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise AgrideployError(f"{path}: no such file")
+    if is_raster(path):
+        open_raster(path).close()
+    else:
+        check_header_pixels(path)
+
+
 def check_header_pixels(path: Path) -> None:
     """Refuse, from the header alone, an image larger than --max-pixels (a 2.6 MB PNG can hold 30000 x 30000)."""
     from PIL import Image, UnidentifiedImageError

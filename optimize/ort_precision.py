@@ -33,11 +33,9 @@ ENTROPY_BINS = 512  # histogram bins folded to 128 by the entropy search
 
 
 def load_model(path: str | Path):
-    onnx = require("onnx")
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:  # onnx raises DecodeError, OSError, ...
-        raise AgrideployError(f"{path}: not a readable ONNX model ({exc.__class__.__name__})") from None
+    from agrideploy.onnx_file import load_onnx
+
+    return load_onnx(path)
 
 
 def default_opset(model) -> int:

@@ -147,7 +147,7 @@ def build_engine(onnx_path: str | Path, output: Optional[str | Path] = None, con
     summary = read_onnx_summary(onnx_path)
     precision = "int8" if config.int8 or summary.has_qdq else "fp16" if config.fp16 or summary.has_fp16 else "fp32"
     engine = Path(output) if output else _default_engine_path(onnx_path, precision)
-    check_output_path(engine, force=force)
+    check_output_path(engine, force=force, inputs=[onnx_path])
     cache_path = _timing_cache_path(engine, config.timing_cache)
     stack = current_stack()
     api = TrtApi(stack.trt)

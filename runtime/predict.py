@@ -63,7 +63,7 @@ def prepare_outputs(out_dir: str | os.PathLike, sources: Sequence[Path], task: s
     if len(set(stems)) != len(stems):
         raise AgrideployError("two sources share a file name stem; their outputs would collide")
     for path in outputs.output_paths(out_dir, stems, task, [annotated_suffix(p) for p in sources]):
-        check_output_path(path, force=force)
+        check_output_path(path, force=force, inputs=sources)
     return out_dir
 
 

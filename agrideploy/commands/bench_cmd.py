@@ -86,8 +86,12 @@ def run(args) -> int:
 
     if not args.models and not args.arch:
         raise AgrideployError("give one or more models (checkpoint, .onnx, engine), or --arch for random weights")
+    from agrideploy.safe_yaml import check_data_yaml
+
+    check_data_yaml(args.data, "--data")  # a bad data.yaml is refused before the (long) benchmark, not after
+    check_data_yaml(args.calib, "--calib")
     output = args.output or time.strftime("bench-%Y%m%d-%H%M%S.json", time.gmtime())
-    check_output_path(output, force=args.force)
+    check_output_path(output, force=args.force, inputs=list(args.models) + [args.data, args.calib])
     method = latency.Method(warmup_s=args.warmup_s, warmup_iters=args.warmup_iters, iters=args.iters,
                             duration_s=None if args.iters else args.duration_s)
     check_thresholds(args.conf, args.iou, args.max_det)

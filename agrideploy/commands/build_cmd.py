@@ -77,6 +77,11 @@ def run(args) -> int:
         raise AgrideployError("--int8 needs calibration images: --calib DIR|data.yaml (or `--calib random`, which calibrates poorly)")
     if args.calib_samples < 1:
         raise AgrideployError("--calib-samples must be at least 1")
+    from agrideploy.optimize.onnx_meta import read_onnx_summary
+    from agrideploy.safe_yaml import check_data_yaml
+
+    check_data_yaml(args.calib, "--calib")
+    read_onnx_summary(model)  # an empty or truncated file is refused before the backend is chosen
     backend = choose_backend(args.backend)
     if backend == "onnxruntime":
         from agrideploy.optimize.ort_precision import build_onnx_variants

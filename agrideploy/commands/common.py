@@ -51,6 +51,18 @@ def add_model_source(
     )
 
 
+def check_model_args(args: argparse.Namespace) -> None:
+    """Refuse bad model flags before anything heavy is imported (the CLI calls this for every verb)."""
+    from agrideploy.errors import AgrideployError
+
+    imgsz = getattr(args, "imgsz", None)
+    if imgsz is not None and (len(imgsz) > 2 or min(imgsz) <= 0):
+        raise AgrideployError(f"--imgsz takes one or two positive numbers, got {imgsz}")
+    channels = getattr(args, "channels", None)
+    if channels is not None and channels <= 0:
+        raise AgrideployError(f"--channels must be at least 1, got {channels}")
+
+
 def load_model_from_args(args: argparse.Namespace, source: Optional[str] = None):
     """The LoadedModel for the model arguments of `args` (imports torch)."""
     from agrideploy.models import load_model

@@ -60,7 +60,7 @@ def run(args) -> int:
     if args.verify_image and not args.verify:
         raise AgrideployError("--verify-image needs verification; drop --no-verify")
     if args.output:  # refuse a bad output before the (slow) model load
-        check_output_path(args.output, force=args.force)
+        check_output_path(args.output, force=args.force, inputs=[args.checkpoint, args.verify_image])
     for module in ("onnx", "onnxslim" if args.simplify else None, "onnxruntime" if args.verify else None):
         if module:
             require(module)  # a missing extra is named before the model is loaded

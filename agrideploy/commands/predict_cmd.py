@@ -46,7 +46,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from agrideploy.kernels.imageio import parse_bands
+    from agrideploy.kernels.imageio import check_image, parse_bands
     from agrideploy.runtime import predict
     from agrideploy.runtime.select import artefact_kind, open_runner
 
@@ -55,6 +55,8 @@ def run(args) -> int:
         check_cluster_args(args)
     bands = parse_bands(args.bands)
     sources = predict.list_sources(args.source)
+    for source in sources:  # every image's format and size, before the model is loaded
+        check_image(source)
     model = args.model
     if artefact_kind(model) == "checkpoint":
         model = load_model_from_args(args, source=model)

@@ -339,5 +339,12 @@ PLOTS: Tuple[Callable[[Sequence[Dict[str, Any]]], Optional[Plot]], ...] = (
 
 
 def make_plots(rows: Sequence[Dict[str, Any]]) -> List[Plot]:
-    """Every figure the runs can support, in reading order."""
-    return [p for p in (draw(rows) for draw in PLOTS) if p is not None]
+    """Every figure the runs can support, in reading order.
+
+    Labels are plain text: a model named `yolo$\\frac{$` is drawn as written, never parsed as mathtext.
+    """
+    if not rows:
+        return []
+    matplotlib = require("matplotlib", "report")
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return [p for p in (draw(rows) for draw in PLOTS) if p is not None]

@@ -11,6 +11,7 @@ import base64
 import csv
 import html
 import io
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
@@ -55,8 +56,18 @@ def method_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
 # -- Markdown -----------------------------------------------------------------------------------
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#<>!])")
+
+
 def _md_cell(cell: Any) -> str:
-    return str(cell).replace("|", "\\|").replace("\n", " ")
+    """A cell as literal text: Markdown and HTML characters escaped, so a model name cannot inject either."""
+    text = str(cell).replace("&", "&amp;").replace("\r", " ").replace("\n", " ")
+    return _MD_SPECIAL.sub(lambda m: {"<": "&lt;", ">": "&gt;"}.get(m.group(1), "\\" + m.group(1)), text)
+
+
+def _md_html(text: str) -> str:
+    """Prose lines keep their Markdown but no raw HTML (they quote model names and paths from results files)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
 
 
 def markdown_table(table: Table) -> str:
@@ -69,8 +80,8 @@ def markdown_table(table: Table) -> str:
 
 def render_markdown(tables: Sequence[Table], plots: Sequence[Plot], summary: Sequence[str], method: Sequence[str]) -> str:
     out = [f"# {TITLE}", "", "## Read this first", ""]
-    out += [f"* {line}" for line in summary]
-    out += ["", "## How it was measured", ""] + [f"* {line}" for line in method]
+    out += [f"* {_md_html(line)}" for line in summary]
+    out += ["", "## How it was measured", ""] + [f"* {_md_html(line)}" for line in method]
     for section in _sections(tables, plots):
         table, figures = section
         title = table.title if table else figures[0].title
@@ -205,8 +216,17 @@ def render_csv(rows: Sequence[Dict[str, Any]]) -> str:
     writer = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if row[k] is None else row[k] for k in CSV_FIELDS})
+        writer.writerow({k: _csv_cell(row[k]) for k in CSV_FIELDS})
     return buf.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    """Text that a spreadsheet would run as a formula (=, +, -, @, tab, CR first) gets a leading apostrophe."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 # -- writing ------------------------------------------------------------------------------------
