@@ -6,10 +6,11 @@ run leaves nothing behind; each file is written whole through fileio.atomic_outp
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 from agrideploy.kernels.imageio import IMAGE_SUFFIXES, check_pixels_fit, read_image
 from agrideploy.kernels.preprocess import check_bands
@@ -57,14 +58,33 @@ def annotated_suffix(path: Path) -> str:
     return ".jpg" if path.suffix.lower() in (".jpg", ".jpeg") else ".png"
 
 
-def prepare_outputs(out_dir: str | os.PathLike, sources: Sequence[Path], task: str, force: bool) -> Path:
-    out_dir = Path(out_dir)
+def planned_outputs(out_dir: Path, sources: Sequence[Path], task: str) -> List[Path]:
+    """Every file a run over `sources` writes into `out_dir`."""
     stems = [p.stem for p in sources]
     if len(set(stems)) != len(stems):
         raise AgrideployError("two sources share a file name stem; their outputs would collide")
-    for path in outputs.output_paths(out_dir, stems, task, [annotated_suffix(p) for p in sources]):
+    return outputs.output_paths(out_dir, stems, task, [annotated_suffix(p) for p in sources])
+
+
+def prepare_outputs(out_dir: str | os.PathLike, sources: Sequence[Path], task: str, force: bool) -> Path:
+    out_dir = Path(out_dir)
+    for path in planned_outputs(out_dir, sources, task):
         check_output_path(path, force=force, inputs=sources)
     return out_dir
+
+
+@contextlib.contextmanager
+def all_or_nothing(paths: Sequence[Path]) -> Iterator[None]:
+    """A run that fails part-way (a corrupt later image, Ctrl-C, SIGTERM) removes every output it wrote,
+    so a folder never mixes this run's results with a gap; files that were there before and untouched stay."""
+    before = {p: p.stat().st_mtime_ns for p in paths if p.exists()}
+    try:
+        yield
+    except BaseException:
+        for p in paths:
+            if p.exists() and before.get(p) != p.stat().st_mtime_ns:
+                p.unlink()
+        raise
 
 
 def predict_detect(runner: Runner, sources: Sequence[Path], out_dir: Path, *, conf=0.25, iou=0.45, max_det=1000,

@@ -66,12 +66,8 @@ def run(args) -> int:
     with runner:
         task = runner.record.task
         out_dir = predict.prepare_outputs(args.output, sources, task, args.force)
-        if task == "detect":
-            summary = predict.predict_detect(runner, sources, out_dir, conf=args.conf, iou=args.iou, max_det=args.max_det,
-                                             bands=bands, force=args.force)
-        else:
-            summary = predict.predict_segment(runner, sources, out_dir, tile=args.tile, overlap=args.overlap, blend=args.blend,
-                                              batch=args.batch, bands=bands, force=args.force)
+        with predict.all_or_nothing(predict.planned_outputs(out_dir, sources, task)):
+            summary = _predict(args, runner, task, sources, out_dir, bands)
     print(summary.format(), file=sys.stderr)
     return 0
 
@@ -99,3 +95,13 @@ def run_on_cluster(args, model, sources, bands) -> int:
                                      budget_bytes=int(args.block_mb * (1 << 20)) if args.block_mb else None)
     print(summary.format(), file=sys.stderr)
     return 2 if summary.failed else 0
+
+
+def _predict(args, runner, task, sources, out_dir, bands):
+    from agrideploy.runtime import predict
+
+    if task == "detect":
+        return predict.predict_detect(runner, sources, out_dir, conf=args.conf, iou=args.iou, max_det=args.max_det,
+                                      bands=bands, force=args.force)
+    return predict.predict_segment(runner, sources, out_dir, tile=args.tile, overlap=args.overlap, blend=args.blend,
+                                   batch=args.batch, bands=bands, force=args.force)

@@ -97,7 +97,8 @@ def _byte_flip(w: Path, seed: int) -> str:
     rng = random.Random(seed)
     with zipfile.ZipFile(path) as z:  # flip a byte inside a tensor's stored data
         info = next(i for i in z.infolist() if "/data/" in i.filename)
-    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    start = info.header_offset + 30 + name_len + extra_len  # the local header's own lengths (torch pads its extra)
     data[start + rng.randrange(info.file_size)] ^= 1 << rng.randrange(8)
     path.write_bytes(bytes(data))
     return str(path)
@@ -128,8 +129,8 @@ def _yaml_variant(w: Path, name: str, **change) -> str:
 
 def _many_layers(w: Path) -> str:
     path = w / "layers.yaml"
-    rows = "\n".join("  - [-1, 1, Conv, [8, 1, 1]]" for _ in range(200_000))
-    path.write_text("nc: 1\nanchors: 3\nbackbone:\n" + rows + "\nhead: []\n")
+    rows = ",".join("[-1,1,Conv,[8]]" for _ in range(200_000))
+    path.write_text("nc: 1\nanchors: 3\nbackbone: [" + rows + "]\nhead: []\n")
     return str(path)
 
 
@@ -174,14 +175,14 @@ def _text_file(w: Path, name: str, text: str) -> str:
     return str(path)
 
 
-def _png_header(w: Path, width: int, height: int) -> str:
+def _png_header(w: Path, width: int, height: int, name: str = "bomb.png") -> str:
     """A real PNG whose header claims width x height (its few compressed rows never get decoded)."""
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * (1 + 3 * width) * 4)
-    path = w / "bomb.png"
+    path = w / name
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
     return str(path)
 
@@ -276,7 +277,7 @@ def light_cases(w: Path) -> Dict[str, List[str]]:
         "build -o existing folder --force": ["build", _onnx_with_record(w, "ok.onnx", GOOD_RECORD), "--fp16", "--backend",
                                              "onnxruntime", "-o", str(out), "--force"],
         "truncated .onnx bench": ["bench", str(w / "trunc.onnx"), "--iters", "1", "-o", str(out / "t.json")],
-        "truncated .onnx predict": ["predict", str(w / "trunc.onnx"), str(w / "bomb.png"), "-o", str(out / "tp")],
+        "truncated .onnx predict": ["predict", str(w / "trunc.onnx"), _png_header(w, 8, 8, "small.png"), "-o", str(out / "tp")],
     }
 
 
