@@ -155,7 +155,8 @@ def _read_pickle(path: Path, opts: LoadOptions) -> LoadedModel:
     except AgrideployError as exc:
         if opts.trust:
             return _read_trusted(path, opts)
-        raise AgrideployError(f"{path}: {exc}; pass --trust-checkpoint only for a file you trust") from None
+        text = str(exc) if str(exc).startswith(f"{path}: ") else f"{path}: {exc}"
+        raise AgrideployError(f"{text}; pass --trust-checkpoint only for a file you trust") from None
     if looks_like_yolov5(obj):
         return _read_yolov5(path, obj, opts)
     return _read_object(obj, path, opts)

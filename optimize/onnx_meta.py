@@ -16,7 +16,8 @@ from agrideploy.errors import AgrideployError
 
 # field numbers from onnx.proto
 _MODEL_OPSET, _MODEL_GRAPH, _MODEL_META = 8, 7, 14
-_GRAPH_NODE, _GRAPH_INITIALIZER = 1, 5
+_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_INPUT = 1, 5, 11
+_TENSOR_NAME, _VALUE_INFO_NAME = 8, 1
 _NODE_OP_TYPE = 4
 _TENSOR_DATA_TYPE = 2
 FLOAT16 = 10
@@ -30,6 +31,8 @@ class OnnxSummary:
     opset: int = 0
     op_types: Set[str] = field(default_factory=set)
     initializer_types: Set[int] = field(default_factory=set)
+    inputs: Set[str] = field(default_factory=set)  # graph inputs, initializers included (older exporters list them)
+    initializers: Set[str] = field(default_factory=set)
 
     @property
     def has_qdq(self) -> bool:
@@ -107,6 +110,8 @@ def read_onnx_summary(path: str | Path) -> OnnxSummary:
         raise AgrideployError(f"{path}: not a readable ONNX model ({exc})") from None
     if not summary.op_types:
         raise AgrideployError(f"{path}: not an ONNX model (no graph nodes found)")
+    if not summary.inputs - summary.initializers:
+        raise AgrideployError(f"{path}: the ONNX graph has no inputs")
     return summary
 
 
@@ -119,6 +124,11 @@ def _read_graph(buf, span, summary: OnnxSummary) -> None:
             if op is not None:
                 summary.op_types.add(_text(buf, op))
         elif number == _GRAPH_INITIALIZER:
-            dtype = _first(buf, value, _TENSOR_DATA_TYPE)
+            dtype, name = _first(buf, value, _TENSOR_DATA_TYPE), _first(buf, value, _TENSOR_NAME)
             if dtype is not None:
                 summary.initializer_types.add(int(dtype))
+            if name is not None:
+                summary.initializers.add(_text(buf, name))
+        elif number == _GRAPH_INPUT:
+            name = _first(buf, value, _VALUE_INFO_NAME)
+            summary.inputs.add(_text(buf, name) if name is not None else "")

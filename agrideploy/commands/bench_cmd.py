@@ -9,6 +9,7 @@ from typing import List
 from agrideploy import limits
 from agrideploy.commands.common import add_model_source, load_model_from_args
 from agrideploy.errors import AgrideployError
+from agrideploy.text import printable_lines
 
 
 def _csv(kind):
@@ -110,7 +111,7 @@ def run(args) -> int:
         print(f"bench: exported and derived artefacts are kept in {settings.cache_dir} (--cache-dir)", file=sys.stderr)
     outcome = bench.run(jobs, settings)
     schema.write_results(outcome.document, output, force=args.force)
-    print(bench.summary_table(outcome.document))
+    print(printable_lines(bench.summary_table(outcome.document)))
     print(f"results: {output}", file=sys.stderr)
     for line in outcome.gate_failures:
         print(f"agrideploy bench: accuracy gate failed: {line}", file=sys.stderr)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from agrideploy import limits
 from agrideploy.errors import AgrideployError
+from agrideploy.record import ONNX_KEY, ModelRecord
 
 BACKENDS = ("tensorrt", "onnxruntime")
 
@@ -81,7 +82,12 @@ def run(args) -> int:
     from agrideploy.safe_yaml import check_data_yaml
 
     check_data_yaml(args.calib, "--calib")
-    read_onnx_summary(model)  # an empty or truncated file is refused before the backend is chosen
+    summary = read_onnx_summary(model)  # an empty, truncated or input-less model is refused before the backend is chosen
+    if ONNX_KEY in summary.metadata:
+        try:
+            ModelRecord.from_onnx_props(summary.metadata, where=str(model))
+        except AgrideployError as exc:
+            raise AgrideployError(f"{model}: {exc}") from None
     backend = choose_backend(args.backend)
     if backend == "onnxruntime":
         from agrideploy.optimize.ort_precision import build_onnx_variants

@@ -9,6 +9,7 @@ from agrideploy.commands.common import add_model_source, load_model_from_args
 from agrideploy.errors import AgrideployError
 from agrideploy.export.opsets import TRT_TARGETS
 from agrideploy.lazy import require
+from agrideploy.text import printable_lines
 
 # argparse destinations that are ExportConfig fields under the same names
 FLAGS = ("batch", "dynamic", "dynamic_hw", "opset", "target_trt", "simplify", "nms", "conf_thres", "iou_thres", "max_det",
@@ -75,5 +76,5 @@ def run(args) -> int:
     except VerificationError as exc:
         print(exc.report.format(), file=sys.stderr)
         raise
-    print(result.summary())
+    print(printable_lines(result.summary()))
     return 0

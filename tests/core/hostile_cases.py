@@ -62,6 +62,12 @@ def _zip_memo(w: Path) -> str:
     return _zip_with_pickle(w / "zip_memo.pt", b"\x80\x02K\x01r" + struct.pack("<I", 150_000_000) + b".")
 
 
+def _raw_pickle(w: Path, name: str, body: bytes) -> str:
+    path = w / name
+    path.write_bytes(b"\x80\x02" + body + b".")
+    return str(path)
+
+
 def _text_pt(w: Path) -> str:
     p = w / "notes.pt"
     p.write_text("epoch 12: loss 0.31\n" * 20)
@@ -217,6 +223,20 @@ def _onnx_with_record(w: Path, name: str, record: dict) -> str:
     return str(path)
 
 
+def _onnx_without_inputs(w: Path) -> str:
+    """A graph whose only input is an initializer: nothing for a caller to feed."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [1], [1.0])
+    graph = helper.make_graph([helper.make_node("Relu", ["w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("w", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [weight])
+    path = w / "no_inputs.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
 def _engine_with_sidecar(w: Path, name: str, sidecar: bytes) -> str:
     path = w / name
     path.write_bytes(b"\x00" * 64)
@@ -245,6 +265,9 @@ def light_cases(w: Path) -> Dict[str, List[str]]:
         "pickle os.system gadget": ["export", _pickle_gadget(w), "-o", str(out / "g.onnx")],
         "zip pickle gadget": ["export", _zip_gadget(w), "-o", str(out / "z.onnx")],
         "zip pickle memo": ["inspect", _zip_memo(w)],
+        "pickle nested 100000 deep": ["inspect", _raw_pickle(w, "deep.pt", b"]" * 100_000 + b"a" * 99_999)],
+        "pickle BUILD on a set": ["inspect", _raw_pickle(w, "buildset.pt", b"c__builtin__\nset\n)\x85R}X\x01\x00\x00\x00aK\x01sb")],
+        "pickle GET of a missing memo": ["inspect", _raw_pickle(w, "get.pt", b"K\x01q\x00h\x05")],
         "text file named .pt": ["export", _text_pt(w), "-o", str(out / "t.onnx")],
         "empty .pt": ["inspect", _empty(w, "empty.pt")],
         "empty .onnx inspect": ["inspect", _empty(w, "empty.onnx")],
@@ -262,6 +285,8 @@ def light_cases(w: Path) -> Dict[str, List[str]]:
         "vrt image": ["predict", "--arch", "yolov5n", _vrt(w), "-o", str(out / "pred")],
         "model yaml anchors alias": ["export", "--arch", _text_file(w, "alias.yaml", "nc: 1\nanchors: &a 3\nx: *a\nbackbone: []\nhead: []\n"),
                                      "-o", str(out / "a.onnx")],
+        "onnx without inputs build": ["build", _onnx_without_inputs(w), "--fp16", "-o", str(out / "ni.onnx")],
+        "onnx without inputs inspect": ["inspect", str(w / "no_inputs.onnx")],
         "record names: 5": ["inspect", _onnx_with_record(w, "names5.onnx", dict(GOOD_RECORD, names=5))],
         "record imgsz: ab": ["build", _onnx_with_record(w, "imgsz.onnx", dict(GOOD_RECORD, imgsz="ab")), "--fp16",
                              "--backend", "onnxruntime", "-o", str(out / "i.onnx")],

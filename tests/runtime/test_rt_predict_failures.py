@@ -29,7 +29,7 @@ def test_a_corrupt_later_image_removes_the_outputs_of_earlier_ones(tmp_path, cap
     cv2.imwrite(str(images / "a_good.png"), np.full((64, 64, 3), 90, np.uint8))
     _corrupt_png(images / "b_bad.png")
     out = tmp_path / "pred"
-    rc = main(["predict", "--arch", "yolov5n", "--imgsz", "64", str(images), "-o", str(out)])
+    rc = main(["predict", str(images), "--arch", "yolov5n", "--imgsz", "64", "-o", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and "b_bad.png" in err[-1]
     assert not out.exists() or list(out.iterdir()) == []
