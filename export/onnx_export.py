@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from agrideploy.export.opsets import MAX_EXPORT_OPSET, check_target, resolve_opset
+from agrideploy.export.output_dims import name_segmentation_outputs
 
 from agrideploy.errors import AgrideployError
 from agrideploy.fileio import atomic_output, check_output_path, sha256_file
@@ -150,6 +151,8 @@ def to_onnx(loaded, output: Optional[str] = None, config: Optional[ExportConfig]
                 bar.set_description("simplify (onnxslim)")
                 model = _slim(model)
                 bar.update()
+            if record.task == "segment":
+                name_segmentation_outputs(model, record.num_classes, (height, width), dynamic, dynamic_hw)
             raw_bytes = model_bytes = _finish(model, export_record, opset, exporter, flags)
             if nms != "none":
                 from agrideploy.export.nms import add_nms

@@ -95,13 +95,22 @@ def test_segmenter_logits_and_argmax_masks(tmp_path):
     x = np.random.default_rng(3).normal(size=(5, 4, 32, 32)).astype(np.float32)
     ref = _torch(seg, x)
     logits = to_onnx(seg, tmp_path / "seg.onnx", dynamic=True, progress=False)
-    assert [o[0] for o in logits.outputs] == ["logits"]
+    assert logits.outputs[0][:2] == ("logits", ["batch", 6, 32, 32])  # the class count and size stay in the graph
     np.testing.assert_allclose(_run(logits.path, x)["logits"], ref, atol=1e-4, rtol=1e-4)
     for dtype in ("uint8", "int32"):
         masked = to_onnx(seg, tmp_path / f"mask_{dtype}.onnx", dynamic=True, argmax=dtype, progress=False)
+        assert masked.outputs[0][:2] == ("mask", ["batch", 32, 32])
         mask = _run(masked.path, x)["mask"]
         assert mask.dtype == np.dtype(dtype) and mask.shape == (5, 32, 32)
         assert np.mean(mask == ref.argmax(1)) > 0.999
+
+
+def test_segmenter_free_size_names_height_and_width_and_keeps_classes(tmp_path):
+    seg = tiny_segmenter()
+    result = to_onnx(seg, tmp_path / "hw.onnx", dynamic_hw=True, progress=False)
+    assert result.outputs[0][:2] == ("logits", ["batch", 6, "height", "width"])
+    x = np.random.default_rng(4).normal(size=(2, 4, 48, 64)).astype(np.float32)
+    assert _run(result.path, x)["logits"].shape == (2, 6, 48, 64)
 
 
 def test_verification_failure_leaves_no_file(tmp_path):
