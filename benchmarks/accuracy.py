@@ -276,6 +276,32 @@ def segmentation_dataset(source: str | Path) -> List[Sample]:
     return samples
 
 
+def dataset_kind(source: str | Path) -> str:
+    """"detect" or "segment", from the layout of `--data`, checked in full before anything is measured.
+
+    A data.yaml or a folder with images/ + labels/ is a detection set; a folder with images/ + masks/
+    a segmentation set (every image with its mask).
+    """
+    path = Path(source)
+    if path.is_dir() and (path / "masks").is_dir():
+        segmentation_dataset(path)
+        return "segment"
+    if path.is_dir() and not (path / "images").is_dir():
+        raise AgrideployError(
+            f"--data {path}: expected a folder holding images/ and labels/ (detection) or images/ and masks/ "
+            "(segmentation), or a data.yaml"
+        )
+    detection_dataset(path)
+    return "detect"
+
+
+def check_dataset_task(source: str | Path, kind: str, task: str, model: str) -> None:
+    """A dataset of the model's task, or one clear line."""
+    nouns = {"detect": "detection", "segment": "segmentation"}
+    if kind != task:
+        raise AgrideployError(f"--data {source} is a {nouns[kind]} dataset but {model} is a {nouns.get(task, task)} model")
+
+
 def read_mask(path: Path) -> np.ndarray:
     """Class ids (H, W) from a single-band PNG (grey or palette indices) or the first band of a GeoTIFF."""
     if path.suffix.lower() in (".tif", ".tiff"):

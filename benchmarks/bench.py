@@ -30,6 +30,7 @@ from agrideploy.runtime.select import BACKENDS
 
 from agrideploy.errors import AgrideployError
 from agrideploy.fileio import sha256_file
+from agrideploy.record import ONNX_KEY
 
 SYNC_NOTE = {
     "onnxruntime": "host-synchronous session.run; outputs on the host",
@@ -84,6 +85,8 @@ class Settings:
             raise AgrideployError("--max-map-drop / --max-miou-drop need --data to measure accuracy on")
         if gated and "fp32" not in self.precisions:
             raise AgrideployError("the accuracy gates compare against FP32: include fp32 in --precision")
+        if self.data:  # the layout, before anything is exported or measured
+            accuracy.dataset_kind(self.data)
 
 
 @dataclass
@@ -133,6 +136,26 @@ def engine_precision(path: Path) -> Optional[str]:
 
     build = (read_sidecar(path) or {}).get("build") or {}
     return build.get("precision")
+
+
+def _task_of(job: Job) -> Optional[str]:
+    """The task in the job's record (checkpoint, ONNX metadata or engine sidecar); None when it carries none."""
+    if hasattr(job.artefact, "record"):
+        return job.artefact.record.task
+    path = Path(job.artefact)
+    if path.suffix.lower() == ".onnx":
+        from agrideploy.optimize.onnx_meta import read_onnx_summary
+
+        record = read_onnx_summary(path).metadata.get(ONNX_KEY)
+    else:
+        from agrideploy.sidecar import read_sidecar
+
+        record = (read_sidecar(path) or {}).get("record")
+    try:
+        record = json.loads(record) if isinstance(record, str) else record
+    except ValueError:
+        return None
+    return record.get("task") if isinstance(record, dict) else None
 
 
 def _torch_stats(loaded, imgsz: Optional[Sequence[int]] = None) -> Dict[str, Any]:
@@ -456,6 +479,12 @@ def run(jobs: Sequence[Job], settings: Settings, gpu_probe: Any = "probe") -> Ou
         from agrideploy.optimize.gpu_probe import probe_gpu
 
         gpu_probe = probe_gpu()
+    if settings.data:  # a wrong --data fails now, not after the latency runs
+        kind = accuracy.dataset_kind(settings.data)
+        for job in jobs:
+            task = _task_of(job)
+            if task is not None:
+                accuracy.check_dataset_task(settings.data, kind, task, job.label)
     device = describe_device(gpu_probe=gpu_probe)
     runs: List[Dict[str, Any]] = []
     origins: List[str] = []

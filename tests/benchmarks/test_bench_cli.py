@@ -121,6 +121,19 @@ def test_user_errors_exit_2(cli, models, tmp_path, args, message):
     assert not (tmp_path / "r.json").exists()
 
 
+@pytest.mark.parametrize("model, data, message", [
+    ("seg", "landcover/masks", "a folder holding images/ and labels/ (detection) or images/ and masks/ (segmentation)"),
+    ("det", "landcover", "landcover is a segmentation dataset but det.onnx onnxruntime fp32 is a detection model"),
+])
+def test_wrong_dataset_is_refused_before_measuring(cli, models, seg_data, tmp_path, model, data, message):
+    """The README's old `--data masks/` and a dataset of the other task: one line, no latency run, no results."""
+    res = cli("bench", models[model], *FAST, "--data", models["dir"] / data, "--cache-dir", tmp_path / "c",
+              "-o", tmp_path / "r.json")
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (tmp_path / "r.json").exists()
+
+
 def test_no_model_and_no_arch(cli, tmp_path):
     res = cli("bench", "-o", tmp_path / "r.json")
     assert res.returncode == 2 and "--arch for random weights" in res.stderr
