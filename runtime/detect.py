@@ -106,3 +106,37 @@ class DetectionPipeline:
         if self.classes is not None:
             rows = rows[np.isin(rows[:, 5].astype(np.int64), list(self.classes))]
         return rows[np.argsort(-rows[:, 4], kind="stable")][: self.max_det]
+
+
+def graph_nms_note(runner: Runner, conf: float, iou: float) -> str:
+    """What a user should know when the graph does its own NMS and their --conf/--iou differ from it ('' if nothing).
+
+    The graph's thresholds (from the export flags in the ONNX metadata, when readable) always apply
+    first: --conf can only raise the score cut, --iou cannot change the suppression.
+    """
+    flags = _export_flags(runner)
+    graph_conf, graph_iou = flags.get("conf_thres"), flags.get("iou_thres")
+    if graph_conf is None or graph_iou is None:
+        return ("the model does its own NMS in the graph: its thresholds apply; --conf only filters above them "
+                "and --iou is not used")
+    said = []
+    if conf < graph_conf:
+        said.append(f"--conf {conf:g} cannot go below the graph's score threshold {graph_conf:g}")
+    if abs(iou - graph_iou) > 1e-9:
+        said.append(f"--iou {iou:g} is not used: the graph suppresses at IoU {graph_iou:g}")
+    if not said:
+        return ""
+    return "the model does its own NMS in the graph: " + "; ".join(said) + " (re-export with --conf-thres/--iou-thres to change them)"
+
+
+def _export_flags(runner: Runner) -> dict:
+    """The export flags agrideploy stamped into the ONNX the runner has open ({} when unreadable)."""
+    import json
+
+    session = getattr(runner, "session", None)
+    try:
+        meta = session.get_modelmeta().custom_metadata_map if session is not None else {}
+        flags = json.loads(meta.get("agrideploy_export", "{}")).get("flags") or {}
+    except (AttributeError, ValueError):
+        return {}
+    return flags if isinstance(flags, dict) else {}

@@ -72,6 +72,16 @@ def run(args) -> int:
     return 0
 
 
+def _note_graph_nms(runner, conf: float, iou: float) -> None:
+    from agrideploy.export.nms import NMS_OUTPUTS
+    from agrideploy.runtime.detect import graph_nms_note
+
+    if all(name in [s.name for s in runner.output_specs] for name in NMS_OUTPUTS):
+        note = graph_nms_note(runner, conf, iou)
+        if note:
+            print(f"note: {note}", file=sys.stderr)
+
+
 def check_cluster_args(args) -> None:
     if args.scheduler and args.workers is not None:
         raise AgrideployError("give --scheduler or --workers, not both")
@@ -101,6 +111,7 @@ def _predict(args, runner, task, sources, out_dir, bands):
     from agrideploy.runtime import predict
 
     if task == "detect":
+        _note_graph_nms(runner, args.conf, args.iou)
         return predict.predict_detect(runner, sources, out_dir, conf=args.conf, iou=args.iou, max_det=args.max_det,
                                       bands=bands, force=args.force)
     return predict.predict_segment(runner, sources, out_dir, tile=args.tile, overlap=args.overlap, blend=args.blend,

@@ -99,6 +99,21 @@ def test_bands_flag_selects_bands(models, tmp_path, cli):
     _one_line_error(cli("predict", models["seg"], scene, "-o", tmp_path / "o3", "--bands", "1,2,3,9"), "band 9 does not exist")
 
 
+def test_graph_nms_says_its_own_thresholds_apply(tmp_path, cli):
+    model = tiny.export(tiny.tiny_detector(), tmp_path / "nms.onnx", nms="onnx", conf_thres=0.3, iou_thres=0.5)
+    src = tmp_path / "a.png"
+    Image.fromarray((np.random.default_rng(5).random((96, 128, 3)) * 255).astype(np.uint8)).save(src)
+    low = cli("predict", model, src, "-o", tmp_path / "low", "--conf", "0.001", "--iou", "0.6")
+    assert low.returncode == 0, low.stderr
+    note = [line for line in low.stderr.splitlines() if line.startswith("note: the model does its own NMS")]
+    assert len(note) == 1 and "--conf 0.001 cannot go below the graph's score threshold 0.3" in note[0]
+    assert "--iou 0.6 is not used: the graph suppresses at IoU 0.5" in note[0]
+    doc = json.loads((tmp_path / "low" / "predictions.json").read_text())
+    assert all(d["confidence"] > 0.3 for e in doc["images"] for d in e["detections"])
+    same = cli("predict", model, src, "-o", tmp_path / "same", "--conf", "0.4", "--iou", "0.5")
+    assert same.returncode == 0 and "own NMS" not in same.stderr
+
+
 def test_uint16_scene_into_an_8bit_record_is_refused(tmp_path, cli):
     """A 4-band uint16 GeoTIFF (reflectance 0-10000) and a model exported for pixels / 255: refused, nothing written."""
     eight_bit = tiny.tiny_segmenter()
