@@ -43,11 +43,20 @@ def describe_model(loaded: LoadedModel) -> str:
         rows.append(("anchors", _anchors(r)))
     else:
         rows.append(("output stride", f"{r.output_stride} (not stored in the weights; --output-stride)"))
-    rows.append(("weights", "random (no checkpoint): every figure is for the design, not a trained model" if loaded.random_init else "from the checkpoint"))
+    rows.append(("weights", _weights(loaded)))
     rows.append(("key match", _match(loaded)))
     rows.extend(("note", n) for n in loaded.notes)
     width = max(len(label) for label, _ in rows) + 2
     return "\n".join(f"{label:<{width}}{value}" for label, value in rows)
+
+
+def _weights(loaded: LoadedModel) -> str:
+    if not loaded.random_init:
+        return "from the checkpoint"
+    if loaded.record.source_name is not None:  # e.g. save_checkpoint of a model built without trained weights
+        return ("from the checkpoint, saved by agrideploy from a model built without trained weights "
+                "(its record says not pretrained: random unless trained before it was saved)")
+    return "random (no checkpoint): every figure is for the design, not a trained model"
 
 
 def _format(code: str) -> str:

@@ -94,3 +94,21 @@ def test_save_refuses_existing_file_without_force(tmp_path):
     save_checkpoint(loaded, out)
     with pytest.raises(AgrideployError, match="exists; pass --force"):
         save_checkpoint(loaded, out, force=False)
+
+
+def test_inspect_of_a_saved_checkpoint_says_the_weights_come_from_it(tmp_path, yolov5n):
+    from agrideploy.models.describe import describe_model
+
+    def weights_row(loaded):
+        return next(line for line in describe_model(loaded).splitlines() if line.startswith("weights"))
+
+    assert "random (no checkpoint)" in weights_row(yolov5n)  # the design itself
+    saved = load_model(save_checkpoint(yolov5n, tmp_path / "design.pt"))
+    row = weights_row(saved)
+    assert "from the checkpoint" in row and "random (no checkpoint)" not in row and "not pretrained" in row
+    yolov5n.record.pretrained = True  # as after loading trained weights
+    try:
+        trained = load_model(save_checkpoint(yolov5n, tmp_path / "trained.pt"))
+    finally:
+        yolov5n.record.pretrained = False
+    assert weights_row(trained).split(None, 1)[1] == "from the checkpoint"
