@@ -129,6 +129,15 @@ def fp32_layers(risky: List[LayerStats]) -> List[str]:
     return sorted({s.name for s in risky} | {c for s in risky if s.max_abs >= FP16_MAX / HEADROOM or s.flushed for c in s.consumers})
 
 
+def _samples_run(calib: Optional[str], samples: int) -> int:
+    """How many inputs `analyse` ran: --samples, or fewer when the --calib source holds fewer images."""
+    from agrideploy.optimize.calibration import RANDOM, calibration_images
+
+    if not calib or str(calib) == RANDOM:
+        return samples
+    return min(samples, len(calibration_images(calib)))
+
+
 def run_fp16_check(onnx_path: str | Path, calib: Optional[str] = None, samples: int = 8, output: Optional[str] = None, force: bool = False) -> str:
     """Check `onnx_path` for FP16 risks; write the layers to pin to `output` (JSON); return the report."""
     if output:
@@ -136,6 +145,7 @@ def run_fp16_check(onnx_path: str | Path, calib: Optional[str] = None, samples: 
 
         check_output_path(output, force=force)
     layers = analyse(onnx_path, calib=calib, samples=samples)
+    samples = _samples_run(calib, samples)
     risky = [s for s in layers if s.reasons]
     pinned = fp32_layers(risky)
     source = calib or "random inputs (pass --calib for real images)"

@@ -88,3 +88,17 @@ def test_inspect_cli_runs_the_check(risky_onnx, tmp_path, cli):
     assert out.returncode == 0, out.stderr
     assert f"{len(PINS)} layers to keep in FP32" in out.stdout
     assert json.loads((tmp_path / "p.json").read_text())["fp32_layers"] == PINS
+
+
+def test_the_report_counts_the_images_it_ran(risky_onnx, tmp_path):
+    """6 images in the folder and the default 8 samples: 6 are run, and the report says 6."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(6):
+        Image.fromarray(np.full((8, 8, 3), 20 * i, np.uint8)).save(folder / f"{i}.png")
+    report = run_fp16_check(risky_onnx, calib=str(folder), output=str(tmp_path / "p.json"))
+    assert "over 6 samples of" in report.splitlines()[0]
+    assert json.loads((tmp_path / "p.json").read_text())["samples"] == 6
+    assert "over 3 samples" in run_fp16_check(risky_onnx, calib=str(folder), samples=3).splitlines()[0]
