@@ -326,7 +326,7 @@ def _progress(items: Sequence[Any], label: str):
 def evaluate_detection(runner, source: str | Path, settings: DetectionSettings = DetectionSettings()) -> Dict[str, Any]:
     from agrideploy.benchmarks.yolov5_map import detection_map_valpy, labels_for_valpy
     from agrideploy.kernels.imageio import check_pixels_fit, read_image
-    from agrideploy.runtime.detect import DetectionPipeline
+    from agrideploy.runtime.detect import DetectionPipeline, graph_nms_note
 
     samples, names = detection_dataset(source)
     nc = runner.record.num_classes
@@ -344,10 +344,16 @@ def evaluate_detection(runner, source: str | Path, settings: DetectionSettings =
         valpy_gts.append(labels_for_valpy(rows, w, h))
     coco = detection_map(dets, gts, nc)
     valpy = detection_map_valpy(dets, valpy_gts)
+    used = settings.as_dict()
+    if pipeline.in_graph_nms:  # the graph's own thresholds made these detections
+        used["nms_in_graph"] = True
+        note = graph_nms_note(runner, settings.conf, settings.iou)
+        if note:
+            used["note"] = note
     return {
         "dataset": str(source), "kind": "detect", "map50": coco["map50"], "map50_95": coco["map50_95"],
         "yolov5_map50": valpy["map50"], "yolov5_map50_95": valpy["map50_95"],
-        "yolov5_ignored_images": valpy["ignored_images"], "detection_settings": settings.as_dict(),
+        "yolov5_ignored_images": valpy["ignored_images"], "detection_settings": used,
         "miou": None, "per_class_iou": {}, "pixel_accuracy": None, "delta_vs_fp32": {},
         "images": coco["images"], "objects": coco["objects"],
     }

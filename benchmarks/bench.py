@@ -492,8 +492,10 @@ def run(jobs: Sequence[Job], settings: Settings, gpu_probe: Any = "probe") -> Ou
         measured = [measure(job, batch, settings, device["kind"]) for batch in job.batches]
         if settings.data:
             acc = _accuracy(job, settings)
+            note = (acc.get("detection_settings") or {}).get("note")
             for one in measured:
                 one["accuracy"] = dict(acc, delta_vs_fp32={})
+                one["notes"] += [f"accuracy: {note}"] if note else []
         runs += measured
         origins += [job.origin] * len(measured)
     apply_deltas(runs, origins)
@@ -502,6 +504,9 @@ def run(jobs: Sequence[Job], settings: Settings, gpu_probe: Any = "probe") -> Ou
 
 
 # -- the table on stdout -------------------------------------------------------------------------
+SUMMARY_DELTAS = ("map50_95", "yolov5_map50_95", "miou")
+
+
 def summary_table(document: Dict[str, Any]) -> str:
     """One line per run: the medians a user compares first, unstable measurements marked with '!'."""
     head = ("model", "backend", "prec", "batch", "threads", "host ms", "p99", "e2e ms", "img/s", "load MiB",
@@ -518,7 +523,8 @@ def summary_table(document: Dict[str, Any]) -> str:
         else:
             score = "-"
         if acc and acc.get("delta_vs_fp32"):
-            score += " (" + ", ".join(f"{v:+.3f}" for v in acc["delta_vs_fp32"].values()) + ")"
+            shown = [v for k, v in acc["delta_vs_fp32"].items() if k in SUMMARY_DELTAS]  # the figures printed beside
+            score += " (" + ", ".join(f"{v:+.3f}" for v in shown) + ")"
         rows.append((
             r["model"]["arch"], r["backend"], r["precision"], str(r["batch"]), _cell(r["method"].get("threads"), "{}"),
             f"{host['median']:.2f}" + ("!" if host["unstable"] else ""), f"{host['p99']:.2f}",

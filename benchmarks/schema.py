@@ -99,6 +99,9 @@ RUN = {
         "context_device_bytes": _Null(INT), "jetson_used_bytes": _Null(INT),
     },
     "power": _Null({"rail": STR, "mean_w": NUM, "mj_per_image": NUM, "samples_w": _List(NUM)}),
+    # map50/map50_95: COCO-style (pycocotools); documents may add yolov5_map50/yolov5_map50_95 (val.py-style) and
+    # detection_settings. miou: dataset-level (one confusion matrix over all images), mean over the classes
+    # present in labels or predictions, mask value 255 ignored. See docs/results-schema.md.
     "accuracy": _Null({
         "dataset": STR, "kind": _OneOf(*ACCURACY_KINDS), "map50": _Null(NUM), "map50_95": _Null(NUM),
         "miou": _Null(NUM), "per_class_iou": _Map(_Null(NUM)), "pixel_accuracy": _Null(NUM), "delta_vs_fp32": _Map(NUM),

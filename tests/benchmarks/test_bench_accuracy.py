@@ -273,3 +273,43 @@ def test_multi_label_adds_a_row_per_class_above_conf():
     assert sorted(zip(multi[:, 5].tolist(), np.round(multi[:, 4].astype(float), 4).tolist())) == [(0.0, 0.9), (1.0, 0.45), (1.0, 0.9)]
     capped = DetectionPipeline(runner, conf=0.5, iou=0.6, max_det=300, multi_label=True)(image)
     assert len(capped) == 2  # 0.45 is under --conf 0.5
+
+
+class GraphNmsRunner(BoxRunner):
+    """A detector whose graph ends in NMS (exported with conf 0.25, IoU 0.45): it returns the final boxes."""
+
+    def __init__(self, boxes_xywh, classes):
+        import json
+        from types import SimpleNamespace
+
+        super().__init__(boxes_xywh, classes)
+        flags = {"nms": "onnx", "conf_thres": 0.25, "iou_thres": 0.45, "max_det": 100}
+        meta = {"agrideploy_export": json.dumps({"flags": flags})}
+        self.session = SimpleNamespace(get_modelmeta=lambda: SimpleNamespace(custom_metadata_map=meta))
+
+    @property
+    def output_specs(self):
+        from agrideploy.export.nms import NMS_OUTPUTS
+
+        return [TensorSpec(name, (1,), "float32") for name in NMS_OUTPUTS]
+
+    def _infer(self, feed):
+        xywh, n = self.rows[0, :, :4], len(self.rows[0])
+        boxes = np.concatenate([xywh[:, :2] - xywh[:, 2:] / 2, xywh[:, :2] + xywh[:, 2:] / 2], 1)
+        return {"num_dets": np.array([[n]]), "det_boxes": boxes[None], "det_scores": self.rows[0, :, 4][None],
+                "det_classes": self.rows[0, :, 5:].argmax(1)[None]}
+
+
+def test_graph_nms_is_stated_with_the_accuracy(tmp_path):
+    """The mAP run asks for conf 0.001 / IoU 0.6; a graph with its own NMS (0.25 / 0.45) says that its thresholds apply."""
+    boxes, classes = [[16, 16, 12, 12], [40, 44, 20, 10]], [0, 1]
+    write_png(tmp_path / "images" / "0.png", np.full((64, 64, 3), 90))
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "0.txt").write_text(
+        "".join(f"{c} {x / 64} {y / 64} {w / 64} {h / 64}\n" for c, (x, y, w, h) in zip(classes, boxes)))
+    acc = A.evaluate(GraphNmsRunner(boxes, classes), tmp_path)
+    assert acc["map50"] == pytest.approx(1.0) and acc["yolov5_map50"] == pytest.approx(0.995)
+    used = acc["detection_settings"]
+    assert used["nms_in_graph"] is True
+    assert "--conf 0.001 cannot go below the graph's score threshold 0.25" in used["note"]
+    assert "--iou 0.6 is not used: the graph suppresses at IoU 0.45" in used["note"]

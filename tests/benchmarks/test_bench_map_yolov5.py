@@ -144,3 +144,18 @@ def test_coco_style_equals_pycocotools(seed):
     ours = A.detection_map(dets, gts, 3)
     assert ours["map50"] == pytest.approx(ap50, abs=1e-9)
     assert ours["map50_95"] == pytest.approx(ap, abs=1e-9)
+
+
+def test_summary_names_both_maps_and_their_deltas():
+    import json
+    from pathlib import Path
+
+    from agrideploy.benchmarks import bench
+
+    doc = json.loads((Path(__file__).parents[1] / "data" / "results" / "synthetic-cpu.json").read_text())
+    run = doc["runs"][0]
+    run["accuracy"] = {"kind": "detect", "map50": 0.7, "map50_95": 0.5, "yolov5_map50": 0.72, "yolov5_map50_95": 0.52,
+                       "delta_vs_fp32": {"map50": -0.03, "map50_95": -0.01, "yolov5_map50": -0.04, "yolov5_map50_95": -0.02}}
+    doc["runs"] = [run]
+    line = bench.summary_table(doc).splitlines()[1]
+    assert line.endswith("mAP50-95 0.500 COCO / 0.520 val.py (-0.010, -0.020)")
