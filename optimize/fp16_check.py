@@ -102,14 +102,14 @@ def _expose_intermediates(model) -> Dict[str, LayerStats]:
 def analyse(onnx_path: str | Path, calib: Optional[str] = None, samples: int = 8) -> List[LayerStats]:
     """Per-node activation statistics of the FP32 graph over `samples` inputs (images from `calib`, else random)."""
     from agrideploy.optimize.calibration import RANDOM, calibration_batches
-    from agrideploy.optimize.ort_precision import input_shape, load_model, model_record, name_nodes, progress
+    from agrideploy.optimize.ort_precision import input_shape, name_nodes, onnx_record, progress, read_onnx
 
     ort = require("onnxruntime")
     if samples < 1:
         raise AgrideployError("--samples must be at least 1")
-    model = load_model(onnx_path)
+    model = read_onnx(onnx_path)
     name_nodes(model)
-    record = model_record(model)
+    record = onnx_record(model)
     shape = input_shape(model, record)
     stats = _expose_intermediates(model)
     if not stats:

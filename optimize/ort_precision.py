@@ -32,13 +32,13 @@ PER_CHANNEL_MIN_OPSET = 13  # DequantizeLinear's `axis` needs opset 13
 ENTROPY_BINS = 512  # histogram bins folded to 128 by the entropy search
 
 
-def load_model(path: str | Path):
+def read_onnx(path: str | Path):
     from agrideploy.onnx_file import load_onnx
 
     return load_onnx(path)
 
 
-def default_opset(model) -> int:
+def model_opset(model) -> int:
     return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
 
 
@@ -109,7 +109,7 @@ def to_fp16(
     """Write an FP16 copy of `onnx_path`: IO, the decode tail, blocked ops and `fp32_layers` stay FP32."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-    model = load_model(onnx_path)
+    model = read_onnx(onnx_path)
     name_nodes(model)
     keep = sorted(decode_tail(model) | set(fp32_layers))
     unknown = set(fp32_layers) - {n.name for n in model.graph.node}
@@ -194,7 +194,7 @@ def input_shape(model, record: Optional[ModelRecord], batch: int = 1) -> List[in
     return [fallback[i] if d < 0 or i == 0 else d for i, d in enumerate(dims)]
 
 
-def model_record(model) -> Optional[ModelRecord]:
+def onnx_record(model) -> Optional[ModelRecord]:
     props = {p.key: p.value for p in model.metadata_props}
     return ModelRecord.from_onnx_props(props) if "agrideploy" in props else None
 
@@ -225,11 +225,11 @@ def to_int8(
         raise AgrideployError(f"--calib-method must be one of {', '.join(CALIB_METHODS)}, got {method!r}")
     if str(calib) == RANDOM:
         print("warning: calibrating on random inputs; INT8 ranges will be poor, use real images (--calib DIR)", file=sys.stderr)
-    model = load_model(onnx_path)
+    model = read_onnx(onnx_path)
     name_nodes(model)
-    record = model_record(model)
+    record = onnx_record(model)
     shape = input_shape(model, record)
-    opset = default_opset(model)
+    opset = model_opset(model)
     per_channel = opset >= PER_CHANNEL_MIN_OPSET
     if not per_channel:
         print(f"note: opset {opset} < {PER_CHANNEL_MIN_OPSET}: weights quantized per tensor (export at opset >= 13 for per-channel)", file=sys.stderr)
@@ -250,7 +250,7 @@ def to_int8(
                 model, str(Path(work) / "quantized.onnx"), reader, calibrate_method=method_enum[method], **options,
                 **({"calibration_cache_path": str(cache)} if cache is not None and cacheable else {}),
             )
-        quantized = load_model(Path(work) / "quantized.onnx")
+        quantized = read_onnx(Path(work) / "quantized.onnx")
         fp32_heads = head_outputs_to_fp32(quantized, tail)
         _stamp(quantized, dict(placement.describe(), precision="int8", calib=str(calib), method=method, samples=samples,
                                per_channel=per_channel, fp32_nodes=len(tail), fp32_head_outputs=fp32_heads))

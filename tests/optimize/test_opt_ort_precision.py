@@ -37,13 +37,13 @@ def work(tmp_path_factory):
     }
     for key, bands in (("det", 3), ("seg", 4)):  # held-out images from the calibration set's distribution
         held = sorted(write_images(root / f"{key}_held", 2, bands=bands, seed=7).glob("img*"))
-        record = ort_precision.model_record(ort_precision.load_model(work[key]))
+        record = ort_precision.onnx_record(ort_precision.read_onnx(work[key]))
         work[f"{key}_held"] = np.stack([prepare_image(p, record, bands, (64, 64)) for p in held])
     return work
 
 
 def test_decode_tail_is_what_follows_the_last_conv(work):
-    model = ort_precision.load_model(work["det"])
+    model = ort_precision.read_onnx(work["det"])
     ort_precision.name_nodes(model)
     tail = ort_precision.decode_tail(model)
     ops = {n.op_type for n in model.graph.node if n.name in tail}
@@ -66,20 +66,20 @@ def test_fp16_detector_agrees_and_keeps_io_fp32(work):
     assert got.dtype == np.float32 and got.shape == ref.shape
     assert np.abs(got[..., :4] - ref[..., :4]).max() < 0.1
     assert np.abs(got[..., 4:] - ref[..., 4:]).max() < 0.002
-    model = ort_precision.load_model(out)
+    model = ort_precision.read_onnx(out)
     casts = [n for n in model.graph.node if n.op_type == "Cast"]
     produced_by_cast = {n.output[0]: n for n in casts}
     assert not [n for n in casts if n.input[0] in produced_by_cast]  # no FP32->FP16->FP32 round trips
 
 
 def test_fp16_pins_requested_layers(work):
-    model = ort_precision.load_model(work["det"])
+    model = ort_precision.read_onnx(work["det"])
     ort_precision.name_nodes(model)
     first_conv = next(n.name for n in model.graph.node if n.op_type == "Conv")
     out = ort_precision.to_fp16(work["det"], work["root"] / "det.pin.fp16.onnx", fp32_layers=[first_conv], force=True)
     info = json.loads(read_onnx_summary(out).metadata[ort_precision.PRECISION_KEY])
     assert first_conv in info["fp32_nodes"]
-    converted = ort_precision.load_model(out)
+    converted = ort_precision.read_onnx(out)
     conv = next(n for n in converted.graph.node if n.name == first_conv)
     weight = next(t for t in converted.graph.initializer if t.name == conv.input[1])
     assert weight.data_type == 1  # FLOAT: the pinned conv kept FP32 weights
@@ -97,7 +97,7 @@ def test_int8_detector_agrees_with_fp32(work):
     assert summary.has_qdq
     info = json.loads(summary.metadata[ort_precision.PRECISION_KEY])
     assert info["per_channel"] is True and info["op_types"] == ["Conv"]
-    model = ort_precision.load_model(out)
+    model = ort_precision.read_onnx(out)
     dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
     tail = ort_precision.decode_tail(model)
     tail_inputs = {i for n in model.graph.node if n.name in tail for i in n.input}
@@ -135,7 +135,7 @@ def test_entropy_is_not_minmax(work):
     scales = {}
     for method in ("entropy", "minmax"):
         out = ort_precision.to_int8(work["det"], work["root"] / f"det.{method}.onnx", calib=work["det_imgs"], samples=8, method=method, force=True)
-        model = ort_precision.load_model(out)
+        model = ort_precision.read_onnx(out)
         inits = {t.name: t for t in model.graph.initializer}
         scales[method] = [float(np.frombuffer(inits[n.input[1]].raw_data, np.float32)[0]) if inits[n.input[1]].raw_data
                           else inits[n.input[1]].float_data[0] for n in model.graph.node if n.op_type == "QuantizeLinear"]
@@ -190,7 +190,7 @@ def _fused_ops(path, tmp_path):
     opts = onnxruntime.SessionOptions()
     opts.optimized_model_filepath = str(tmp_path / f"{path.stem}.optimized.onnx")
     onnxruntime.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return {n.op_type for n in ort_precision.load_model(opts.optimized_model_filepath).graph.node}
+    return {n.op_type for n in ort_precision.read_onnx(opts.optimized_model_filepath).graph.node}
 
 
 def test_int8_placement_is_the_targets(work, tmp_path, cli):
@@ -206,7 +206,7 @@ def test_int8_placement_is_the_targets(work, tmp_path, cli):
     shown = cli("inspect", made["ort-cpu"])
     assert shown.returncode == 0 and "precision: int8 for ort-cpu: uint8 activations, int8 weights per channel" in shown.stdout
     assert "precision: int8 for tensorrt: int8 activations" in cli("inspect", made["tensorrt"]).stdout
-    model = ort_precision.load_model(made["ort-cpu"])
+    model = ort_precision.read_onnx(made["ort-cpu"])
     tail = ort_precision.decode_tail(model)
     dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
     assert tail and not dequantized & {i for n in model.graph.node if n.name in tail for i in n.input}

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from agrideploy.optimize.calibration import prepare_image
-from agrideploy.optimize.ort_precision import load_model, model_record, to_fp16, to_int8
+from agrideploy.optimize.ort_precision import onnx_record, read_onnx, to_fp16, to_int8
 from opt_models import calibrate_bn, run_ort, write_images
 
 pytestmark = pytest.mark.slow
@@ -57,7 +57,7 @@ def variants(request, tmp_path_factory, fixtures_dir):
     fp32 = to_onnx(loaded, str(root / "model.onnx"), imgsz=size, opset=13, verify=False, progress=False).path
     images = write_images(root / "calib", 8, size=(size + 40, size + 20), bands=channels)
     held = sorted(write_images(root / "held", 2, size=(size + 40, size + 20), bands=channels, seed=11).glob("img*"))
-    record = model_record(load_model(fp32))
+    record = onnx_record(read_onnx(fp32))
     x = np.stack([prepare_image(p, record, channels, (size, size)) for p in held])[:1]
     out = {
         "ref": run_ort(fp32, x),

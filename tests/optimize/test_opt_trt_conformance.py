@@ -177,7 +177,7 @@ def test_fp32_pins_on_11_go_into_the_onnx(onnx_model, tmp_path, monkeypatch):
         return path
 
     monkeypatch.setattr(ort_precision, "to_fp16", spy)
-    model = ort_precision.load_model(onnx_model)
+    model = ort_precision.read_onnx(onnx_model)
     ort_precision.name_nodes(model)
     conv = next(n.name for n in model.graph.node if n.op_type == "Conv")
     trt = make_fake_tensorrt("11.4")
