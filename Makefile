@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   set up, then run the whole pipeline on the embedded default (ONNX Runtime on the CPU)
 #   make test   set up, then run the tests (what CI runs)
+#   make test-fast  the quick loop: all tests but those marked slow or gpu
 #   make gpu-test  on a CUDA machine: the GPU tests only (kernels, CUDA layer, NVML, timing harness; TensorRT
 #               ones too where TensorRT is installed), with cuda-python + nvidia-ml-py (GPU_EXTRAS, default trt = CUDA 12;
 #               JetPack 5: make gpu-test EXTRAS=export,report,geo,dev GPU_EXTRAS=cuda11)
@@ -17,7 +18,7 @@ EXTRAS ?= export,report,geo,distributed,dev,cuda12
 DEMO_OUT ?= demo-output
 GPU_EXTRAS ?= trt
 
-.PHONY: setup demo test gpu-test lint clean
+.PHONY: setup demo test test-fast gpu-test lint clean
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py
@@ -32,6 +33,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q tests
+
+# the quick loop while working: every test but those marked slow (> ~20 s on 2 cores) or gpu; stops at the first failure
+test-fast: setup
+	$(BIN)/python -m pytest -q -x -m "not slow and not gpu" tests
 
 gpu-test: setup
 	$(BIN)/pip install --quiet -e ".[$(EXTRAS),$(GPU_EXTRAS)]"
