@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import json
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -283,12 +284,13 @@ def _entropy_ranges(model, op_types: Optional[List[str]], symmetric: bool, reade
 
 @contextlib.contextmanager
 def _quiet_quantizer():
-    """onnxruntime.quantization prints progress on stdout and nags on the root logger: keep stdout for results."""
+    """onnxruntime.quantization prints its steps on stdout and nags on the root logger: stdout is for results,
+    and its chatter (histogram sizes, "Collecting tensor data ...") would break our own progress line."""
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
             yield
     finally:
         root.setLevel(level)
@@ -298,7 +300,7 @@ def progress(batches, total: int, desc: str = "calibrating"):
     """Pass `batches` through, counting their images on a tqdm bar on stderr."""
     from tqdm import tqdm
 
-    with tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False) as bar:
+    with tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False, disable=None) as bar:  # a bar on a terminal only
         for batch in batches:
             bar.update(len(batch))
             yield batch
