@@ -310,8 +310,8 @@ def print_agreement(fp32: Path, int8: Path, calib: str, samples: int) -> None:
     """The INT8 accuracy gate `build` prints: agreement with FP32 on images calibration did not see."""
     from agrideploy.optimize.int8_gate import int8_agreement
 
-    model = load_model(fp32)
-    record = model_record(model)
+    model = read_onnx(fp32)
+    record = onnx_record(model)
     found = int8_agreement(fp32, int8, calib, samples, record, input_shape(model, record))
     print(found.line() if found else "INT8 vs FP32: no agreement check for this model's outputs", file=sys.stderr)
 
