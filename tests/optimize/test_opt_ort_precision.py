@@ -230,11 +230,11 @@ def test_int8_segmenter_for_ort_cpu_argmax_agrees(work):
 def test_agreement_gate_is_total_for_the_same_model_and_counts_misses(work):
     from agrideploy.optimize.int8_gate import int8_agreement, top_k_matched
 
-    model = ort_precision.load_model(work["det"])
-    record = ort_precision.model_record(model)
+    model = ort_precision.read_onnx(work["det"])
+    record = ort_precision.onnx_record(model)
     same = int8_agreement(work["det"], work["det"], work["det_imgs"], 12, record, [1, 3, 64, 64])
     assert (same.images, same.source, same.matched, same.total) == (4, "held-out images", 40, 40)
-    seg_record = ort_precision.model_record(ort_precision.load_model(work["seg"]))
+    seg_record = ort_precision.onnx_record(ort_precision.read_onnx(work["seg"]))
     all_used = int8_agreement(work["seg"], work["seg"], work["seg_imgs"], 16, seg_record, [1, 4, 64, 64])
     assert all_used.pixels_agree == 1.0 and "none held out" in all_used.source
     ref = np.array([[0, 0, 10, 10, 0.9, 0], [20, 20, 30, 30, 0.8, 1], [40, 40, 50, 50, 0.7, 2]], np.float32)
