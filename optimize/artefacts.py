@@ -20,7 +20,14 @@ from agrideploy.fileio import sha256_file
 
 PRECISIONS = ("fp32", "fp16", "int8")
 TARGETS = ("onnxruntime", "tensorrt")
-INT8_METHOD = "entropy"  # the one INT8 calibration recipe: entropy (KL) ranges, as TensorRT's own calibrator
+# The one INT8 recipe of each target: where Q/DQ goes (optimize/int8_placement.py) and how ranges are calibrated.
+INT8_RECIPES = {
+    # ONNX Runtime's CPU integer kernels; percentile ranges are NumPy over histograms (seconds), where the
+    # entropy search is pure Python in onnxruntime.quantization (minutes for the ~400 tensors of a YOLO)
+    "onnxruntime": {"placement": "ort-cpu", "method": "percentile"},
+    # TensorRT's own entropy calibrator (IInt8EntropyCalibrator2), symmetric Q/DQ on weighted-op inputs
+    "tensorrt": {"placement": "tensorrt", "method": "entropy"},
+}
 EXPORT_TOOLS = ("torch", "onnx", "onnxslim", "onnxruntime")
 ONNX_TOOLS = ("onnx", "onnxruntime")
 CACHE_ENV = "AGRIDEPLOY_CACHE"
@@ -32,7 +39,6 @@ class Calibration:
 
     source: str = "random"
     samples: int = 32
-    method: str = INT8_METHOD
 
 
 def calibration_for(calib: Optional[str], data: Optional[str], samples: int) -> Calibration:
@@ -127,7 +133,7 @@ class Artefacts:
             return onnx
         from agrideploy.optimize import ort_precision
 
-        settings = dict(self._recipe(precision), target="ort-cpu")  # the INT8 Q/DQ placement ONNX Runtime's CPU fuses
+        settings = self._recipe(precision, "onnxruntime")
         key = cache_key(precision, sha256_file(onnx), settings, tool_versions(ONNX_TOOLS))
         out = self._slot(precision, key, f"{onnx.stem}.{precision}.onnx")
         if out.is_file():
@@ -136,17 +142,17 @@ class Artefacts:
         if precision == "fp16":
             self.say(f"converting {onnx.name} to FP16")
             return ort_precision.to_fp16(onnx, out, force=True)
-        cal = self.calibration
-        self.say(f"quantizing {onnx.name} to INT8 ({cal.method}, {cal.samples} samples of {cal.source})")
-        return ort_precision.to_int8(onnx, out, calib=cal.source, target="ort-cpu", method=cal.method, samples=cal.samples,
-                                     force=True)
+        cal, recipe = self.calibration, INT8_RECIPES["onnxruntime"]
+        self.say(f"quantizing {onnx.name} to INT8 ({recipe['method']}, {cal.samples} samples of {cal.source})")
+        return ort_precision.to_int8(onnx, out, calib=cal.source, target=recipe["placement"], method=recipe["method"],
+                                     samples=cal.samples, force=True)
 
     def engine(self, onnx: Path, precision: str) -> Path:
         """A TensorRT engine of the FP32 ONNX `onnx` at `precision`, for this GPU and TensorRT."""
         from agrideploy.optimize.trt_build import build_engine
 
         config = self.build_config(precision)
-        settings = dict(self._recipe(precision), build=config.to_dict())
+        settings = dict(self._recipe(precision, "tensorrt"), build=config.to_dict())
         key = cache_key("engine", sha256_file(onnx), settings, engine_target())
         out = self._slot("engines", key, f"{onnx.stem}.{precision}.engine")
         if out.is_file():
@@ -161,8 +167,9 @@ class Artefacts:
         from agrideploy.optimize.trt_build import BuildConfig, Profile
 
         int8, cal = precision == "int8", self.calibration
-        return BuildConfig(fp16=precision == "fp16", int8=int8, calib=cal.source if int8 else None, calib_method=cal.method,
-                           calib_samples=cal.samples, profile=Profile(max_batch=self.max_batch))
+        return BuildConfig(fp16=precision == "fp16", int8=int8, calib=cal.source if int8 else None,
+                           calib_method=INT8_RECIPES["tensorrt"]["method"], calib_samples=cal.samples,
+                           profile=Profile(max_batch=self.max_batch))
 
     def get(self, onnx: Path, precision: str, target: str) -> Path:
         """Artefact of `onnx` at `precision` for `target` (one of TARGETS)."""
@@ -170,7 +177,7 @@ class Artefacts:
             raise AgrideployError(f"precision takes {', '.join(PRECISIONS)}, got {precision!r}")
         return self.engine(onnx, precision) if target == "tensorrt" else self.onnx_at(onnx, precision)
 
-    def _recipe(self, precision: str) -> Dict[str, Any]:
+    def _recipe(self, precision: str, target: str) -> Dict[str, Any]:
         """Every setting that shapes an artefact at `precision` (the calibration, and its images, only matter to INT8)."""
         if precision != "int8":
             return {"precision": precision, "calibration": None}
@@ -178,7 +185,7 @@ class Artefacts:
 
         cal = self.calibration
         images = [] if cal.source == RANDOM else [str(p) for p in calibration_images(cal.source)[:cal.samples]]
-        return {"precision": precision, "calibration": asdict(cal), "images": images}
+        return {"precision": precision, "calibration": asdict(cal), "images": images, "recipe": INT8_RECIPES[target]}
 
 
 def default_cache_dir(beside: Optional[Path] = None) -> Path:

@@ -53,7 +53,7 @@ def test_engine_recipe_gets_the_calibration_asked_for(tmp_path, monkeypatch):
     assert engine.is_file() and engine.name == "m.int8.engine" and tmp_path / "cache" in engine.parents
     (call,) = builds.calls
     assert (call["int8"], call["fp16"], call["calib"], call["calib_samples"], call["max_batch"]) == (True, False, str(images), 7, 4)
-    assert call["calib_method"] == A.INT8_METHOD
+    assert call["calib_method"] == A.INT8_RECIPES["tensorrt"]["method"] == "entropy"
     assert planner.get(onnx, "int8", "tensorrt") == engine and len(builds.calls) == 1  # a cache hit builds nothing
 
 
@@ -88,7 +88,8 @@ def test_int8_onnx_recipe_and_key_follow_the_calibration(tmp_path, monkeypatch):
     a = A.Artefacts(tmp_path / "c", A.Calibration(str(images), samples=2)).onnx_at(onnx, "int8")
     b = A.Artefacts(tmp_path / "c", A.Calibration(str(images), samples=3)).onnx_at(onnx, "int8")
     assert a != b and a.name == "m.int8.onnx"
-    assert [(c["calib"], c["samples"], c["method"]) for c in calls] == [(str(images), 2, "entropy"), (str(images), 3, "entropy")]
+    assert [(c["calib"], c["samples"], c["method"], c["target"]) for c in calls] == [
+        (str(images), 2, "percentile", "ort-cpu"), (str(images), 3, "percentile", "ort-cpu")]
     assert A.Artefacts(tmp_path / "c").onnx_at(onnx, "fp32") == onnx  # FP32 is the file itself
 
 
