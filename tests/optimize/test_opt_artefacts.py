@@ -89,7 +89,7 @@ def test_int8_onnx_recipe_and_key_follow_the_calibration(tmp_path, monkeypatch):
     b = A.Artefacts(tmp_path / "c", A.Calibration(str(images), samples=3)).onnx_at(onnx, "int8")
     assert a != b and a.name == "m.int8.onnx"
     assert [(c["calib"], c["samples"], c["method"], c["target"]) for c in calls] == [
-        (str(images), 2, "percentile", "ort-cpu"), (str(images), 3, "percentile", "ort-cpu")]
+        (str(images), 2, "minmax", "ort-cpu"), (str(images), 3, "minmax", "ort-cpu")]
     assert A.Artefacts(tmp_path / "c").onnx_at(onnx, "fp32") == onnx  # FP32 is the file itself
 
 
