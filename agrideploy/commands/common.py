@@ -56,6 +56,7 @@ def check_model_args(args: argparse.Namespace) -> None:
     from agrideploy.errors import AgrideployError
 
     imgsz = getattr(args, "imgsz", None)
+    imgsz = [imgsz] if isinstance(imgsz, int) else imgsz  # `demo --imgsz N` takes one number
     if imgsz is not None and (len(imgsz) > 2 or min(imgsz) <= 0):
         raise AgrideployError(f"--imgsz takes one or two positive numbers, got {imgsz}")
     channels = getattr(args, "channels", None)
