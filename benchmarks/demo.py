@@ -27,7 +27,7 @@ LANDCOVER_CLASSES = ["background", "crop", "weed", "soil", "water"]
 
 @dataclass
 class DemoSettings:
-    """Sizes chosen so the whole demo takes a few minutes on 2 CPU cores."""
+    """Sizes chosen to keep the whole demo short on 2 CPU cores (README: measured time)."""
 
     output: Path
     models: Sequence[str] = DETECTORS + SEGMENTERS

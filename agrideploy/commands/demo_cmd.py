@@ -30,7 +30,7 @@ def register(sub) -> None:
         help="run the whole pipeline on built-in models (random weights) and write a report",
         description="Build EfficientNetV2-B0-YOLOv5, YOLOv5s, YOLOv5n and a 4-band DeepLabV3+ Xception with random weights, "
         "export them to ONNX, make FP16 and INT8 variants (TensorRT engines too where an NVIDIA GPU is present), "
-        "benchmark them on this machine and write the report. Takes a few minutes on 2 CPU cores.",
+        "benchmark them on this machine and write the report (README: measured time).",
     )
     p.add_argument("-o", "--output", default="demo-output", metavar="DIR", help="output folder (default: demo-output/)")
     p.add_argument("--force", action="store_true", help="write into DIR even if it holds something other than an earlier demo")
