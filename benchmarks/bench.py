@@ -102,8 +102,8 @@ def _threads_block(job: Job, settings: Settings, load_before: Optional[float], n
     load_after = device_info.load_average()
     over = device_info.oversubscribed(load_before, threads, cpus)
     if over:
-        notes.append(f"over-subscribed: 1-min load {load_before:g} before the run + {threads or 1} threads "
-                     f"> {cpus} CPUs; latency includes waiting for a CPU")
+        notes.append("over-subscribed: the load average before the run plus its threads exceeded the CPUs "
+                     "(method.load_avg_before, threads, cpus); latency includes waiting for a CPU")
     return {"threads": threads, "cpus": cpus, "load_avg_before": load_before, "load_avg_after": load_after,
             "oversubscribed": over}
 

@@ -148,6 +148,22 @@ def _torch_stats(loaded, imgsz: Optional[Sequence[int]] = None) -> Dict[str, Any
     return {"params": int(count_params(loaded.module)), "gflops": flops}
 
 
+def _onnx_gflops(path: Path, settings: Settings) -> Optional[float]:
+    """GFLOPs at the measured input size (the ONNX record's when --imgsz is not given)."""
+    from agrideploy.benchmarks.onnx_flops import onnx_gflops
+    from agrideploy.optimize.onnx_meta import read_onnx_summary
+
+    from agrideploy.record import ModelRecord
+
+    imgsz = settings.imgsz
+    if not imgsz:
+        try:
+            imgsz = ModelRecord.from_onnx_props(read_onnx_summary(path).metadata, where=str(path)).imgsz
+        except AgrideployError:  # no agrideploy record: the runner says so when it loads
+            return None
+    return onnx_gflops(path, imgsz)
+
+
 def _onnx_params(path: Path) -> Optional[int]:
     """Weights in an ONNX file (initializer elements), where the onnx package is installed."""
     try:
@@ -206,7 +222,7 @@ def plan(models: Sequence[Optional[str]], settings: Settings, load: Optional[Cal
         elif kind == "onnx":
             path = Path(model)
             jobs += _from_onnx(path, settings.backends or ["onnxruntime"], settings, sha256_file(path),
-                               {"params": _onnx_params(path)})
+                               {"params": _onnx_params(path), "gflops": _onnx_gflops(path, settings)})
         else:
             jobs += _from_checkpoint(model, settings, load)
     return jobs

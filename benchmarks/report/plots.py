@@ -150,8 +150,7 @@ def latency_distribution(rows: Sequence[Dict[str, Any]]) -> Optional[Plot]:
                        flierprops={"markersize": 3}, medianprops={"color": "black"}, **horizontal)
     for box, r in zip(boxes["boxes"], runs):
         box.set_facecolor(colours[r["device"]])
-    labels = [f"{UNSTABLE_MARK + ' ' if r['host_unstable'] else ''}{r['model']} {r['backend']} {r['precision']} "
-              f"b{r['batch']} ({fmt(r['host_median_ms'])} ms)" for r in runs]
+    labels = [f"{UNSTABLE_MARK + ' ' if r['host_unstable'] else ''}{r['label']} ({fmt(r['host_median_ms'])} ms)" for r in runs]
     ax.set_yticks(range(1, len(runs) + 1), labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel(f"host latency of every timed sample / the run's median (band: ±{UNSTABLE_TEXT})")
@@ -245,7 +244,7 @@ def memory_bars(rows: Sequence[Dict[str, Any]]) -> Optional[Plot]:
     colours = _colours([r["device"] for r in rows])
     fig = _figure(2.6 * len(kinds) + 2.5, 0.9 + 0.27 * len(runs))
     axes = fig.subplots(1, len(kinds), sharey=True, squeeze=False).ravel()
-    labels = [f"{r['model']} {r['backend']} {r['precision']} b{r['batch']}" for r in runs]
+    labels = [r["label"] for r in runs]
     for ax, (key, label) in zip(axes, kinds):
         ax.barh(range(len(runs)), [(r[key] or 0) / MIB for r in runs], color=[colours[r["device"]] for r in runs])
         ax.set_title(label, fontsize=9)
@@ -298,7 +297,7 @@ def stage_bars(rows: Sequence[Dict[str, Any]]) -> Optional[Plot]:
         return None
     fig = _figure(9, 0.9 + 0.27 * len(runs))
     ax = fig.subplots()
-    labels = [f"{r['model']} {r['backend']} {r['precision']} b{r['batch']} | {_short(r['device'], 34)}" for r in runs]
+    labels = [r["label"] if "|" in r["label"] else f"{r['label']} | {_short(r['device'], 34)}" for r in runs]
     total = [100.0 / (r["pre_ms"] + r["infer_ms"] + r["post_ms"] or 1.0) for r in runs]
     left = [0.0] * len(runs)
     for stage, colour in (("pre", "#8fb8de"), ("infer", "#2e6da4"), ("post", "#f0a35e")):

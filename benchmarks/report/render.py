@@ -112,9 +112,10 @@ ul.summary { background: #fff8e6; border: 1px solid #f0d9a8; border-radius: 6px;
 ul.method { color: var(--muted); }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 12.5px; margin: 4px 0 8px; }
-th, td { border-bottom: 1px solid var(--line); padding: 4px 9px; text-align: left; white-space: nowrap; }
-th { background: var(--band); font-weight: 600; white-space: normal; max-width: 190px; vertical-align: bottom; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th, td { border-bottom: 1px solid var(--line); padding: 4px 7px; text-align: left; vertical-align: top; }
+td { max-width: 240px; overflow-wrap: anywhere; }
+th { background: var(--band); font-weight: 600; max-width: 96px; vertical-align: bottom; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr:hover td { background: #eef4fb; }
 tr.group td { border-top: 2px solid #aab7c4; }
 td.flag { color: var(--warn); font-weight: 600; background: #fff3e0; }

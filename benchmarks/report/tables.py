@@ -24,7 +24,7 @@ MIB = float(1 << 20)
 
 CSV_FIELDS = (
     "device", "device_kind", "hostname", "power_mode", "created",
-    "model", "task", "channels", "classes", "weights",
+    "label", "model", "task", "channels", "classes", "weights",
     "backend", "provider", "precision", "batch", "imgsz",
     "params", "gflops", "size_bytes",
     "compute_median_ms", "compute_p90_ms", "compute_p99_ms", "compute_cov", "compute_unstable",
@@ -96,8 +96,32 @@ def run_rows(docs: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     for doc, label in zip(docs, device_labels(docs)):
         for run in doc.get("runs") or []:
             rows.append(_flatten(doc, label, run))
+    for row, label in zip(rows, run_labels(rows)):
+        row["label"] = label
     rows.sort(key=sort_key)
     return rows
+
+
+def run_labels(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """One label per run, distinct for distinct runs: model, backend, precision and batch, then whatever else
+    tells two runs apart (input size, device, threads, provider, time of the document), else a counter."""
+    labels = [f"{r['model']} {r['backend']} {r['precision']} b{r['batch']}" for r in rows]
+    extras = (("imgsz", "{}"), ("device", "{}"), ("threads", "{} threads"), ("provider", "{}"), ("created", "{}"))
+    for key, pattern in extras:
+        groups: Dict[str, List[int]] = {}
+        for i, label in enumerate(labels):
+            groups.setdefault(label, []).append(i)
+        for members in groups.values():
+            if len(members) > 1 and len({str(rows[i].get(key)) for i in members}) > 1:
+                for i in members:
+                    labels[i] += f" | {pattern.format(rows[i].get(key))}"
+    seen: Counter = Counter(labels)
+    count: Counter = Counter()
+    for i, label in enumerate(labels):
+        if seen[label] > 1:
+            count[label] += 1
+            labels[i] = f"{label} #{count[label]}"
+    return labels
 
 
 def sort_key(row: Dict[str, Any]) -> Tuple:
@@ -491,10 +515,20 @@ def summary_lines(docs: Sequence[Dict[str, Any]], rows: Sequence[Dict[str, Any]]
             f"{len(random_runs)} of {len(rows)} runs use random weights: their latency and memory are real, "
             "their accuracy is meaningless."
         )
-    counts = Counter(n for r in rows for n in r["notes"].split("; ") if n and n != RANDOM_NOTE)
-    for note, count in sorted(counts.items()):
-        lines.append(f"Note on {count} of {len(rows)} runs: {note}.")
+    counts: "OrderedDict[str, List[str]]" = OrderedDict()  # one line per kind of note, not per file or number
+    for r in rows:
+        for note in {n for n in r["notes"].split("; ") if n and n != RANDOM_NOTE}:
+            counts.setdefault(_note_kind(note), []).append(note)
+    for notes in counts.values():
+        text = notes[0] if len(set(notes)) == 1 else f"{notes[0]} (and {len(set(notes)) - 1} similar)"
+        lines.append(f"Note on {len(notes)} of {len(rows)} runs: {text}.")
     return lines
+
+
+def _note_kind(note: str) -> str:
+    """A note with its file names and numbers blanked: notes that differ only there say one thing."""
+    words = ["…" if "/" in w or "." in w.strip(".,;:()") or any(c.isdigit() for c in w) else w for w in note.split()]
+    return " ".join(words)
 
 
 def report_tables(docs: Sequence[Dict[str, Any]], rows: Sequence[Dict[str, Any]]) -> List[Table]:

@@ -20,7 +20,14 @@ PROBE = (
     "<script>window.addEventListener('load', function () {"
     "var ok = Array.prototype.filter.call(document.images, function (i) { return i.complete && i.naturalWidth > 0; });"
     "document.body.setAttribute('data-images-ok', ok.length);"
-    "document.body.setAttribute('data-images', document.images.length); });</script>"
+    "document.body.setAttribute('data-images', document.images.length);"
+    # how far the page, and each table inside its scroll box, is wider than what a 1280 px window shows
+    "var page = document.documentElement.scrollWidth - document.documentElement.clientWidth;"
+    "var wide = Array.prototype.filter.call(document.querySelectorAll('table'), function (t) {"
+    " return t.scrollWidth > t.parentElement.clientWidth + 1; });"
+    "document.body.setAttribute('data-page-overflow', page);"
+    "document.body.setAttribute('data-wide-tables', wide.map(function (t) {"
+    " return t.closest('section').id + ':' + t.scrollWidth; }).join(' ') || 'none'); });</script>"
 )
 
 
@@ -87,7 +94,7 @@ def test_html_renders_in_headless_chromium_with_every_figure(report_dir, tmp_pat
     probe.write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
     done = subprocess.run(
         [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-         "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+         "--window-size=1280,900", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
         capture_output=True, text=True, timeout=180,
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -97,5 +104,7 @@ def test_html_renders_in_headless_chromium_with_every_figure(report_dir, tmp_pat
     assert re.search(rf'data-images="{pngs}"', dom), "every figure must be an img element"
     assert re.search(rf'data-images-ok="{pngs}"', dom), "every embedded PNG must decode in the browser"
     assert dom.count("<table") == page.count("<table") > 5
+    assert 'data-page-overflow="0"' in dom, "the page scrolls sideways at 1280 px"
+    assert 'data-wide-tables="none"' in dom, re.search(r'data-wide-tables="([^"]*)"', dom).group(1)
     console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []

@@ -187,3 +187,25 @@ def test_model_stats_come_from_whichever_run_recorded_them(rows):
     assert stats["params"] == group[1]["params"] and stats["gflops"] == group[1]["gflops"]
     assert stats["size_bytes"] == max(r["size_bytes"] for r in group if r["precision"] == "fp32")
     assert T.model_stats([dict(group[0], size_bytes=None)])["size_bytes"] is None
+
+
+def test_distinct_runs_get_distinct_labels():
+    base = {"model": "yolov5s", "backend": "onnxruntime", "precision": "fp32", "batch": 1, "imgsz": "640x640",
+            "device": "cpu A", "threads": 2, "provider": "CPUExecutionProvider", "created": "2026-12-01T10:00:00Z"}
+    rows = [dict(base), dict(base, threads=1), dict(base, device="cpu B"), dict(base, imgsz="320x320"),
+            dict(base, model="yolov5n"), dict(base)]
+    labels = T.run_labels(rows)
+    assert len(set(labels)) == len(labels)
+    assert labels[4] == "yolov5n onnxruntime fp32 b1"  # alone: nothing added
+    assert labels[3] == "yolov5s onnxruntime fp32 b1 | 320x320"
+    assert labels[0].endswith("#1") and labels[5].endswith("#2")  # identical runs are still two runs
+    assert "| 1 threads" in labels[1] and "cpu B" in labels[2]
+
+
+def test_read_this_first_says_each_kind_of_note_once(docs):
+    rows = T.run_rows(docs)
+    for i, r in enumerate(rows[:4]):
+        r["notes"] = f"/tmp/demo/m{i}.onnx is already fp16: measured as it is; host peak 12{i} MiB"
+    lines = T.summary_lines(docs, rows)
+    assert sum("is already fp16" in line for line in lines) == 1
+    assert any(line.startswith("Note on 4 of ") and "(and 3 similar)" in line for line in lines)
