@@ -245,3 +245,20 @@ def test_method_says_what_the_cuda_graph_did(asked, described, used, note):
     """The run's method is read back from the runner after the loop, never copied from the request."""
     method = bench._trt_method(bench.Settings(cuda_graph=asked), described.get("backend", "tensorrt"), described)
     assert method["cuda_graph"] is used and method["cuda_graph_note"] == note
+
+
+def test_trust_script_prints_its_three_checks():
+    """Tiny sizes: the sections run and the memory table lists every model; the ratios mean little."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "agrideploy.benchmarks.scripts.trust", "--quick", "--threads", "1"],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = res.stdout
+    assert "1. Harness median vs bare session.run loop" in out and "agrideploy / session.run = " in out
+    assert "2. PyTorch eager vs ONNX Runtime FP32 at equal threads (1)" in out
+    rows = [line.split() for line in out.splitlines() if line.strip().split(" ")[0] in ("yolov5n", "yolov5s", "effv2s-yolov5")]
+    assert [r[0] for r in rows] == ["yolov5n", "yolov5s", "effv2s-yolov5"]
+    loads = [float(r[3]) for r in rows]  # load column: bigger models cost more
+    assert loads[0] < loads[1] < loads[2]
