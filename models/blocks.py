@@ -66,7 +66,10 @@ class Bottleneck(nn.Module):
 
 
 class BottleneckCSP(nn.Module):
-    """CSP bottleneck of YOLOv5 <= v3.1: plain 1x1 convs on both branches, one BN over the concatenation."""
+    """CSP bottleneck of YOLOv5 <= v3.1: plain 1x1 convs on both branches, one BN over the concatenation.
+
+    Its own `act` after that BN is SiLU from v7.0 on; v1.0 to v6.2 used LeakyReLU(0.1) (the yaml's `csp_activation`).
+    """
 
     def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5):
         super().__init__()
@@ -98,6 +101,50 @@ class C3(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
+
+
+class TransformerLayer(nn.Module):
+    """Multi-head self-attention and a two-layer linear map, each with a residual; no LayerNorm (YOLOv5's C3TR)."""
+
+    def __init__(self, c: int, num_heads: int):
+        super().__init__()
+        self.q = nn.Linear(c, c, bias=False)
+        self.k = nn.Linear(c, c, bias=False)
+        self.v = nn.Linear(c, c, bias=False)
+        self.ma = nn.MultiheadAttention(embed_dim=c, num_heads=num_heads)
+        self.fc1 = nn.Linear(c, c, bias=False)
+        self.fc2 = nn.Linear(c, c, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.ma(self.q(x), self.k(x), self.v(x), need_weights=False)[0] + x
+        return self.fc2(self.fc1(x)) + x
+
+
+class TransformerBlock(nn.Module):
+    """Pixels as a sequence (H*W, B, C), plus a learned linear position term, through `num_layers` TransformerLayers."""
+
+    def __init__(self, c1: int, c2: int, num_heads: int, num_layers: int):
+        super().__init__()
+        self.conv = Conv(c1, c2) if c1 != c2 else None
+        self.linear = nn.Linear(c2, c2)
+        self.tr = nn.Sequential(*(TransformerLayer(c2, num_heads) for _ in range(num_layers)))
+        self.c2 = c2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conv is not None:
+            x = self.conv(x)
+        b, _, h, w = x.shape
+        seq = x.flatten(2).permute(2, 0, 1)
+        return self.tr(seq + self.linear(seq)).permute(1, 2, 0).reshape(b, self.c2, h, w)
+
+
+class C3TR(C3):
+    """C3 whose bottlenecks are one TransformerBlock of n layers and 4 heads (YOLOv5 >= v5.0, yolov5s-transformer)."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5):
+        super().__init__(c1, c2, n, shortcut, g, e)
+        hidden = int(c2 * e)
+        self.m = TransformerBlock(hidden, hidden, 4, n)
 
 
 class SPP(nn.Module):

@@ -188,8 +188,7 @@ def _read_yolov5(path: Path, obj: Any, opts: LoadOptions) -> LoadedModel:
         raise AgrideployError("--output-stride applies to DeepLabV3+ segmenters only")
     module, info = read_yolov5_checkpoint(path, obj)
     module = module.float().eval()
-    weights = module.state_dict()
-    channels = zoo.check_channels(opts.channels, state_dict.input_channels(weights))
+    channels = zoo.check_channels(opts.channels, int(module.yaml["ch"]))
     arch = info.get("arch") or Path(str(getattr(module, "yaml_file", "") or "yolov5")).stem
     spec = zoo.spec_for(arch, "detect")
     size = _trained_imgsz(obj) or spec.imgsz

@@ -30,9 +30,10 @@ class Detect(nn.Module):
     `anchors` is a buffer in grid units (pixels / stride), as upstream stores it. `stride` comes from
     the model build (a probe forward) or from a checkpoint; it is never assumed. The grid is rebuilt
     from each input's shape, with no in-place writes, so dynamic batch and H/W export cleanly.
+    `ch=None` is YOLOv5 v1.0's head: its inputs are already na*(5+nc) maps (yaml `nn.Conv2d` layers).
     """
 
-    def __init__(self, nc: int = 80, anchors: Sequence[Sequence[float]] = (), ch: Sequence[int] = ()):
+    def __init__(self, nc: int = 80, anchors: Sequence[Sequence[float]] = (), ch: Optional[Sequence[int]] = ()):
         super().__init__()
         self.nc = nc
         self.no = nc + 5
@@ -40,7 +41,10 @@ class Detect(nn.Module):
         self.na = len(anchors[0]) // 2
         self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32).view(self.nl, -1, 2))
         self.register_buffer("stride", torch.ones(self.nl), persistent=False)
-        self.m = nn.ModuleList(nn.Conv2d(c, self.no * self.na, 1) for c in ch)
+        if ch is None:
+            self.m = nn.ModuleList(nn.Identity() for _ in range(self.nl))
+        else:
+            self.m = nn.ModuleList(nn.Conv2d(c, self.no * self.na, 1) for c in ch)
 
     def forward(self, xs: List[torch.Tensor]) -> Union[torch.Tensor, List[torch.Tensor]]:
         maps = [self._level(i, x) for i, x in enumerate(xs)]
@@ -75,6 +79,8 @@ class Detect(nn.Module):
         """Upstream's prior: objectness for ~8 objects per 640 image, class probability ~0.6/nc."""
         with torch.no_grad():
             for conv, s in zip(self.m, self.stride.tolist()):
+                if not isinstance(conv, nn.Conv2d):
+                    continue
                 b = conv.bias.view(self.na, -1)
                 b[:, 4] += math.log(8 / (640 / s) ** 2)
                 b[:, 5 : 5 + self.nc] += math.log(0.6 / (self.nc - 0.99999))
@@ -87,11 +93,13 @@ REGISTRY: Dict[str, type] = {
     "Bottleneck": blocks.Bottleneck,
     "BottleneckCSP": blocks.BottleneckCSP,
     "C3": blocks.C3,
+    "C3TR": blocks.C3TR,
     "SPP": blocks.SPP,
     "SPPF": blocks.SPPF,
     "Focus": blocks.Focus,
     "Concat": blocks.Concat,
     "Detect": Detect,
+    "nn.Conv2d": nn.Conv2d,
     "nn.Upsample": nn.Upsample,
     "nn.MaxPool2d": nn.MaxPool2d,
     "nn.ZeroPad2d": nn.ZeroPad2d,
@@ -104,14 +112,15 @@ REGISTRY: Dict[str, type] = {
 }
 # modules whose args[0] is the output channel count (scaled by width_multiple; c1 is prepended)
 CHANNEL_MODULES = {
-    blocks.Conv, blocks.DWConv, blocks.Bottleneck, blocks.BottleneckCSP, blocks.C3, blocks.SPP, blocks.SPPF,
-    blocks.Focus, efficientnetv2.FusedMBStage, efficientnetv2.MBStage,
+    blocks.Conv, blocks.DWConv, blocks.Bottleneck, blocks.BottleneckCSP, blocks.C3, blocks.C3TR, blocks.SPP, blocks.SPPF,
+    blocks.Focus, nn.Conv2d, efficientnetv2.FusedMBStage, efficientnetv2.MBStage,
     fork_blocks.stem, fork_blocks.FusedMBConv, fork_blocks.MBConv,
 }
 # modules that take the (depth-scaled) repeat count as their third argument
-REPEAT_MODULES = {blocks.BottleneckCSP, blocks.C3, efficientnetv2.FusedMBStage, efficientnetv2.MBStage}
+REPEAT_MODULES = {blocks.BottleneckCSP, blocks.C3, blocks.C3TR, efficientnetv2.FusedMBStage, efficientnetv2.MBStage}
 _CONSTANTS = {"None": None, "True": True, "False": False}
-# the yaml `activation:` key (upstream evaluates it; we parse these forms only), applied to Conv/DWConv
+# the yaml `activation:` key (upstream evaluates it; we parse these forms only), applied to Conv/DWConv;
+# agrideploy's `csp_activation:` (BottleneckCSP's own act) and `bn_eps:` record what older releases hard-coded
 ACTIVATIONS = {"nn.SiLU": nn.SiLU, "nn.ReLU": nn.ReLU, "nn.LeakyReLU": nn.LeakyReLU, "nn.Hardswish": nn.Hardswish, "nn.Identity": nn.Identity}
 
 
@@ -172,6 +181,7 @@ def parse_model(d: Dict[str, Any], ch: int) -> Tuple[nn.Sequential, List[int]]:
     check_model_yaml(d)
     total = 0
     act = parse_activation(d["activation"]) if d.get("activation") else None
+    csp_act = parse_activation(d["csp_activation"]) if d.get("csp_activation") else None
     nc, gd, gw = d["nc"], d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0)
     anchors = d["anchors"]
     na = (len(anchors[0]) // 2) if isinstance(anchors, list) else int(anchors)
@@ -188,16 +198,16 @@ def parse_model(d: Dict[str, Any], ch: int) -> Tuple[nn.Sequential, List[int]]:
         m = _module(name, where)
         args = [_resolve_arg(a, {"nc": nc, "anchors": anchors}) for a in (args or [])]
         n = max(round(n * gd), 1) if n > 1 else n
+        if m is Detect and f == []:  # v1.0: the layers that output na*(5+nc) maps, the last one first
+            f = [-1 if j == i - 1 else j for j in reversed(range(i)) if chans[j] == no]
+            args = [*args[:2], None]
         sources = [f] if isinstance(f, int) else list(f)
         try:
             total = check_layer_size(_build_layer, (m, list(args), n, f, chans, gw, no, ch_mul), total, where)
             m_, c2 = _build_layer(m, args, n, f, chans, gw, no, ch_mul)
         except (TypeError, ValueError, IndexError) as exc:
             raise AgrideployError(f"{where} ({name}): bad arguments {args!r} ({exc})") from None
-        if act is not None:
-            for sub in m_.modules():
-                if type(sub) in (blocks.Conv, blocks.DWConv):
-                    sub.act = act()
+        _set_activations(m_, act, csp_act)
         m_.i, m_.f, m_.type = i, f, name
         m_.np = sum(p.numel() for p in m_.parameters())
         save.extend(x % i for x in sources if x != -1)
@@ -206,6 +216,14 @@ def parse_model(d: Dict[str, Any], ch: int) -> Tuple[nn.Sequential, List[int]]:
             chans = []
         chans.append(c2)
     return nn.Sequential(*layers), sorted(set(save))
+
+
+def _set_activations(layer: nn.Module, act: Optional[Callable[[], nn.Module]], csp_act: Optional[Callable[[], nn.Module]]) -> None:
+    for sub in layer.modules():
+        if act is not None and type(sub) in (blocks.Conv, blocks.DWConv):
+            sub.act = act()
+        elif csp_act is not None and type(sub) is blocks.BottleneckCSP:
+            sub.act = csp_act()
 
 
 def _build_layer(m: type, args: List[Any], n: int, f: Any, chans: List[int], gw: float, no: int, ch_mul: int):
@@ -223,7 +241,8 @@ def _build_layer(m: type, args: List[Any], n: int, f: Any, chans: List[int], gw:
     elif m is blocks.Concat:
         c2 = sum(chans[x] for x in f)
     elif m is Detect:
-        args.append([chans[x] for x in f])
+        if len(args) == 2:
+            args.append([chans[x] for x in f])
         if isinstance(args[1], int):  # anchors given as a count per level
             args[1] = [list(range(args[1] * 2))] * len(f)
     module = nn.Sequential(*(m(*args) for _ in range(n))) if n > 1 else m(*args)
@@ -247,9 +266,10 @@ class DetectionModel(nn.Module):
         self.model, self.save = parse_model(self.yaml, ch)
         self.nc = int(self.yaml["nc"])
         self.names = [str(i) for i in range(self.nc)]
+        eps = float(self.yaml.get("bn_eps", 1e-3))  # v1.0 trained with 1e-4
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
-                m.eps, m.momentum = 1e-3, 0.03
+                m.eps, m.momentum = eps, 0.03
         self.register_buffer("stride", torch.zeros(0), persistent=False)
         head = self.model[-1]
         if isinstance(head, Detect):

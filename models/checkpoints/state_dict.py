@@ -33,11 +33,17 @@ def strip_wrapper(state_dict: Mapping[str, Any]) -> Dict[str, Any]:
     return {k[len(WRAPPER_PREFIX) :] if k.startswith(WRAPPER_PREFIX) else k: v for k, v in state_dict.items()}
 
 
+FOCUS_KEY = "model.0.conv.conv.weight"  # YOLOv5 <= v5.0: layer 0 is Focus, a 2x2 space-to-depth before its Conv
+
+
 def input_channels(state_dict: Mapping[str, Any]) -> Optional[int]:
-    """Bands the network takes: input channels of the first convolution weight in state-dict order."""
-    for v in state_dict.values():
+    """Bands the network takes: input channels of the first convolution weight in state-dict order.
+
+    A Focus layer's conv sees the 4 pixel phases of every band, so its input count is divided by 4.
+    """
+    for key, v in state_dict.items():
         if len(v.shape) == 4:
-            return int(v.shape[1])
+            return int(v.shape[1]) // (4 if key == FOCUS_KEY else 1)
     return None
 
 

@@ -4,6 +4,11 @@ The file pickles a whole fp16 model. We read it with the restricted unpickler (n
 `ema` over `model` as upstream's loaders do, rebuild our DetectionModel from the yaml embedded in the
 checkpoint, load the weights strictly in float32, and take strides and anchors from the checkpoint's
 Detect layer (AutoAnchor rewrites anchors; forks may detect at 16/32/64).
+
+Releases differ in what the yaml does not say, so that is read from the pickled modules and written
+into the rebuilt yaml: Conv activation (LeakyReLU(0.1) in v1.0-v3.0, Hardswish in v3.1, SiLU since v4.0),
+BottleneckCSP's own activation (LeakyReLU(0.1) until v6.2) and BatchNorm eps (1e-4 in v1.0). v1.0 also
+names the yaml `md` and predicts with yaml `nn.Conv2d` layers feeding a Detect whose `from` is [].
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
+from agrideploy.models.checkpoints.state_dict import input_channels
 from agrideploy.models.loaded import load_weights
 from agrideploy.models.safe_pickle import ModuleStub, children, class_path, safe_load, stub_state_dict
 
@@ -19,6 +25,10 @@ from agrideploy.lazy import require
 
 MODEL_CLASSES = ("models.yolo.DetectionModel", "models.yolo.Model")
 CONV_CLASSES = ("models.common.Conv", "models.common.DWConv")
+CSP_CLASSES = ("models.common.BottleneckCSP",)
+YAML_ATTRS = ("yaml", "md")  # v1.0 keeps the model dict as `md`
+BN_CLASS = "torch.nn.modules.batchnorm.BatchNorm2d"
+DEFAULT_BN_EPS = 1e-3
 # per-shape caches of older releases, rebuilt from the input at run time, never weights
 DERIVED_KEYS = (".anchor_grid", ".grid")
 
@@ -33,9 +43,14 @@ def _pick_model(obj: Any) -> Tuple[Optional[ModuleStub], str]:
         return None, ""
     for key in ("ema", "model"):
         stub = obj.get(key)
-        if isinstance(stub, ModuleStub) and class_path(stub) in MODEL_CLASSES and isinstance(getattr(stub, "yaml", None), dict):
+        if isinstance(stub, ModuleStub) and class_path(stub) in MODEL_CLASSES and _model_dict(stub) is not None:
             return stub, key
     return None, ""
+
+
+def _model_dict(stub: ModuleStub) -> Optional[Dict[str, Any]]:
+    found = (getattr(stub, name, None) for name in YAML_ATTRS)
+    return next((d for d in found if isinstance(d, dict)), None)
 
 
 def read_yolov5_checkpoint(path: Union[str, Path], obj: Any = None) -> Tuple[Any, Dict[str, Any]]:
@@ -55,12 +70,9 @@ def read_yolov5_checkpoint(path: Union[str, Path], obj: Any = None) -> Tuple[Any
     check_yolov5_fields(stub, str(path))
 
     weights = float_weights(stub)
-    cfg = dict(stub.yaml)
-    act = conv_activation(stub, str(path))
-    if act is not None:
-        cfg["activation"] = act
+    cfg = dict(_model_dict(stub), **release_settings(stub, str(path)))
     nc = int(getattr(stub, "nc", None) or cfg.get("nc"))
-    model = DetectionModel(cfg, ch=int(cfg.get("ch", 3)), nc=nc)
+    model = DetectionModel(cfg, ch=int(cfg.get("ch") or input_channels(weights) or 3), nc=nc)
     match = load_weights(model, weights, str(path))
     check_activations(model, stub, str(path))
     head = model.model[-1]
@@ -96,17 +108,37 @@ def _activation_text(stub: ModuleStub) -> str:
     return f"nn.{name}({slope})" if slope is not None else f"nn.{name}()"
 
 
-def conv_activation(stub: ModuleStub, where: str) -> Optional[str]:
-    """The activation the checkpoint's Conv layers use, as a yaml `activation:` string; None for SiLU.
+def release_settings(stub: ModuleStub, where: str) -> Dict[str, Any]:
+    """What the yaml leaves to the release's code, as yaml keys: only those that differ from today's defaults."""
+    found = {
+        "activation": _activation_of(stub, CONV_CLASSES, where),
+        "csp_activation": _activation_of(stub, CSP_CLASSES, where),
+        "bn_eps": _bn_eps(stub, where),
+    }
+    return {key: value for key, value in found.items() if value is not None}
 
-    Releases before v4.0 used LeakyReLU or Hardswish: rebuilding those with SiLU would silently change the outputs.
+
+def _activation_of(stub: ModuleStub, classes: Tuple[str, ...], where: str) -> Optional[str]:
+    """The `act` all modules of `classes` share, as yaml text; None for SiLU or when there are none.
+
+    Rebuilding a LeakyReLU or Hardswish layer with SiLU would silently change the outputs.
     """
     found = {_activation_text(children(s)["act"]) for _, s in _walk(stub)
-             if class_path(s) in CONV_CLASSES and isinstance(children(s).get("act"), ModuleStub)}
+             if class_path(s) in classes and isinstance(children(s).get("act"), ModuleStub)}
     if len(found) > 1:
-        raise AgrideployError(f"{where}: Conv layers mix activations ({', '.join(sorted(found))}); agrideploy cannot rebuild that")
+        kind = classes[0].rsplit(".", 1)[-1]
+        raise AgrideployError(f"{where}: {kind} layers mix activations ({', '.join(sorted(found))}); agrideploy cannot rebuild that")
     act = found.pop() if found else None
     return None if act in (None, "nn.SiLU()") else act
+
+
+def _bn_eps(stub: ModuleStub, where: str) -> Optional[float]:
+    """The BatchNorm eps every layer shares (upstream sets one for all), when it is not today's 1e-3."""
+    found = {float(getattr(s, "eps", DEFAULT_BN_EPS)) for _, s in _walk(stub) if class_path(s) == BN_CLASS}
+    if len(found) > 1:
+        raise AgrideployError(f"{where}: BatchNorm layers mix eps values ({', '.join(f'{e:g}' for e in sorted(found))}); agrideploy cannot rebuild that")
+    eps = found.pop() if found else DEFAULT_BN_EPS
+    return None if eps == DEFAULT_BN_EPS else eps
 
 
 def check_activations(model: Any, stub: ModuleStub, where: str) -> None:
@@ -138,8 +170,14 @@ def _head_stub(stub: ModuleStub) -> Optional[ModuleStub]:
 
 
 def _take_geometry(model: Any, head: Any, head_stub: Optional[ModuleStub], where: str) -> None:
-    """Strides as the checkpoint measured them (anchors came with the weights, in grid units)."""
+    """Strides as the checkpoint measured them (anchors came with the weights, in grid units).
+
+    Detect's inputs must be the checkpoint's own (v1.0's `from: []` is resolved by searching output widths).
+    """
     torch = require("torch")
+    theirs = getattr(head_stub, "f", None)
+    if isinstance(theirs, (int, list)) and theirs != head.f:
+        raise AgrideployError(f"{where}: Detect reads layers {theirs} in the checkpoint but {head.f} as rebuilt")
     stride = getattr(head_stub, "stride", None)
     if stride is None:
         return
