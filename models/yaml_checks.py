@@ -73,8 +73,10 @@ def _check_row(i: int, row: Any, gd: float) -> None:
     where = f"{WHERE} layer {i}"
     if not isinstance(row, (list, tuple)) or len(row) != 4:
         raise AgrideployError(f"{where}: expected [from, number, module, args], got {row!r}")
-    f, n, _, args = row
+    f, n, name, args = row
     sources = [f] if _is_int(f) else f
+    if f == [] and name == "Detect":  # v1.0: the layers with na*(5+nc) outputs, found by parse_model
+        sources = [-1]
     if not isinstance(sources, list) or not sources or not all(_is_int(s) and (s == -1 or -i <= s < i) for s in sources):
         raise AgrideployError(f"{where}: 'from' must name earlier layers (an index or a list of them), got {f!r}")
     if not _is_int(n) or n < 1:

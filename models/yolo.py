@@ -201,6 +201,8 @@ def parse_model(d: Dict[str, Any], ch: int) -> Tuple[nn.Sequential, List[int]]:
         if m is Detect and f == []:  # v1.0: the layers that output na*(5+nc) maps, the last one first
             f = [-1 if j == i - 1 else j for j in reversed(range(i)) if chans[j] == no]
             args = [*args[:2], None]
+            if not f or (isinstance(anchors, list) and len(f) != len(anchors)):
+                raise AgrideployError(f"{where}: Detect from [] reads the layers with {no} outputs: found {len(f)}, one per anchor level needed")
         sources = [f] if isinstance(f, int) else list(f)
         try:
             total = check_layer_size(_build_layer, (m, list(args), n, f, chans, gw, no, ch_mul), total, where)
@@ -266,7 +268,9 @@ class DetectionModel(nn.Module):
         self.model, self.save = parse_model(self.yaml, ch)
         self.nc = int(self.yaml["nc"])
         self.names = [str(i) for i in range(self.nc)]
-        eps = float(self.yaml.get("bn_eps", 1e-3))  # v1.0 trained with 1e-4
+        eps = self.yaml.get("bn_eps", 1e-3)  # v1.0 trained with 1e-4
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+            raise AgrideployError(f"model yaml: bn_eps must be a number between 0 and 1, got {eps!r}")
         for m in self.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.eps, m.momentum = eps, 0.03

@@ -134,7 +134,9 @@ def _activation_of(stub: ModuleStub, classes: Tuple[str, ...], where: str) -> Op
 
 def _bn_eps(stub: ModuleStub, where: str) -> Optional[float]:
     """The BatchNorm eps every layer shares (upstream sets one for all), when it is not today's 1e-3."""
-    found = {float(getattr(s, "eps", DEFAULT_BN_EPS)) for _, s in _walk(stub) if class_path(s) == BN_CLASS}
+    found = {getattr(s, "eps", DEFAULT_BN_EPS) for _, s in _walk(stub) if class_path(s) == BN_CLASS}
+    if not all(isinstance(e, float) and 0 < e < 1 for e in found):
+        raise AgrideployError(f"{where}: a BatchNorm eps is not a number between 0 and 1")
     if len(found) > 1:
         raise AgrideployError(f"{where}: BatchNorm layers mix eps values ({', '.join(f'{e:g}' for e in sorted(found))}); agrideploy cannot rebuild that")
     eps = found.pop() if found else DEFAULT_BN_EPS

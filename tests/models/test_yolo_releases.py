@@ -106,3 +106,22 @@ def test_a_detect_reading_other_layers_than_the_checkpoint_is_refused():
     list(children(children(obj["model"])["model"]).values())[-1].f = [-1, 18, 22]
     with pytest.raises(AgrideployError, match=r"Detect reads layers \[-1, 18, 22\] in the checkpoint but \[-1, 22, 18\] as rebuilt"):
         read_yolov5_checkpoint(path, obj)
+
+
+def test_bad_release_settings_are_refused_in_one_line():
+    from agrideploy.models.safe_pickle import children, safe_load
+
+    path = RELEASES / "yolov5s_v1.0.pt"
+    obj = safe_load(path)
+    bn = children(children(children(children(obj["model"])["model"])["0"])["conv"])["bn"]
+    bn.eps = "x"
+    with pytest.raises(AgrideployError, match="a BatchNorm eps is not a number between 0 and 1"):
+        read_yolov5_checkpoint(path, obj)
+    bn.eps = 1e-5
+    with pytest.raises(AgrideployError, match=r"BatchNorm layers mix eps values \(1e-05, 0.0001\)"):
+        read_yolov5_checkpoint(path, obj)
+    cfg = dict(obj["model"].md)
+    with pytest.raises(AgrideployError, match="bn_eps must be a number between 0 and 1"):
+        DetectionModel(dict(cfg, bn_eps="1e-4"))
+    with pytest.raises(AgrideployError, match="Detect from \\[\\] reads the layers with 24 outputs: found 3, one per anchor level needed"):
+        DetectionModel(dict(cfg, anchors=cfg["anchors"][:2]))
