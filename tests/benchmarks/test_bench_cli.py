@@ -71,9 +71,7 @@ def test_sweep_writes_a_valid_document(cli, models, tmp_path):
     for i, whole in enumerate(e2e["samples"]):
         rest.append(whole - sum(stages[s]["samples"][i] for s in ("pre", "infer", "post")))
         assert rest[-1] >= -3e-4  # each stage lies inside its frame (samples rounded to 0.1 us)
-    # the loop's own time is tens of microseconds a frame (a preempted frame may add more): under 1 % of any
-    # frame of 5 ms or more; this tiny model's frames are ~1 ms, so the bound here is absolute
-    assert np.median(rest) <= 0.05
+    # how small the loop's own time is depends on the machine: benchmarks/scripts/trust.py measures it
     assert det1["throughput"]["basis"] == "window" and det1["method"]["threads"] >= 1
     assert det1["method"]["cuda_graph"] is False and det1["method"]["cuda_graph_note"].startswith("not requested")
     assert runs[1]["latency_ms"]["end_to_end"] is None  # detection end-to-end is per frame: batch 1 only
