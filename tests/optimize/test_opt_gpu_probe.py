@@ -58,8 +58,14 @@ def test_l4t_release(tmp_path):
 
 
 def test_build_for_tensorrt_without_gpu_is_one_line(cli, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 8, 8])
+    graph = helper.make_graph([helper.make_node("Relu", ["images"], ["out"])], "g", [x], [y])
     model = tmp_path / "x.onnx"
-    model.write_bytes(b"not really onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
     out = cli("build", model, "--backend", "tensorrt", "--fp16")
     assert out.returncode == 2
     assert out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr
