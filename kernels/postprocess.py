@@ -31,13 +31,8 @@ def decode_yolov5(pred: np.ndarray, conf: float = 0.25) -> List[np.ndarray]:
 
     A box is kept when objectness > conf and objectness x best class score > conf.
     """
-    pred = np.asarray(pred)
-    if pred.ndim != 3 or pred.shape[2] < 6:
-        raise AgrideployError(f"expected a YOLOv5 output (B, N, 5 + classes), got {pred.shape}")
     out = []
-    for p in pred.astype(np.float32, copy=False):
-        p = p[p[:, 4] > conf]
-        scores = p[:, 5:] * p[:, 4:5]
+    for p, scores in _objects(pred, conf):
         cls = scores.argmax(1) if len(p) else np.zeros(0, np.int64)
         best = scores[np.arange(len(p)), cls]
         keep = best > conf
@@ -54,19 +49,24 @@ def decode_yolov5_multi_label(pred: np.ndarray, conf: float = 0.001) -> List[np.
     A box is kept when objectness > conf; each class whose objectness x class score > conf gives a row,
     box by box, classes in index order.
     """
-    pred = np.asarray(pred)
-    if pred.ndim != 3 or pred.shape[2] < 6:
-        raise AgrideployError(f"expected a YOLOv5 output (B, N, 5 + classes), got {pred.shape}")
     out = []
-    for p in pred.astype(np.float32, copy=False):
-        p = p[p[:, 4] > conf]
-        scores = p[:, 5:] * p[:, 4:5]
+    for p, scores in _objects(pred, conf):
         box, cls = np.nonzero(scores > conf)
         rows = np.concatenate(
             [xywh_to_xyxy(p[box, :4]), scores[box, cls][:, None], cls[:, None].astype(np.float32)], axis=1
         )
         out.append(rows.astype(np.float32))
     return out
+
+
+def _objects(pred: np.ndarray, conf: float):
+    """Per image: the rows whose objectness > conf and their class scores (objectness x class)."""
+    pred = np.asarray(pred)
+    if pred.ndim != 3 or pred.shape[2] < 6:
+        raise AgrideployError(f"expected a YOLOv5 output (B, N, 5 + classes), got {pred.shape}")
+    for p in pred.astype(np.float32, copy=False):
+        p = p[p[:, 4] > conf]
+        yield p, p[:, 5:] * p[:, 4:5]
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

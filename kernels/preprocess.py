@@ -164,11 +164,18 @@ def check_bands(bands: int, record: ModelRecord) -> None:
 
 def prepare(img: np.ndarray, record: ModelRecord, dtype=np.float32, new_hw: Optional[Sequence[int]] = None, bgr: bool = False):
     """One image as the model input (C, H, W) plus how to map results back: (chw, LetterboxInfo)."""
+    return place_and_normalize(img, record, dtype, new_hw, bgr, (letterbox, stretch, normalize))
+
+
+def place_and_normalize(img, record: ModelRecord, dtype, new_hw, bgr: bool, steps):
+    """Letterbox (or stretch) then normalise with `steps` = (letterbox, stretch, normalize): the host path
+    and its NumPy reference share this order and only differ in the steps."""
+    place_letterbox, place_stretch, to_chw = steps
     img = as_hwc(img)
     check_bands(img.shape[2], record)
     hw = new_hw if new_hw is not None else record.imgsz
     if record.letterbox:
-        placed, info = letterbox(img, hw, pad_value=record.pad_value, stride=record.max_stride)
+        placed, info = place_letterbox(img, hw, pad_value=record.pad_value, stride=record.max_stride)
     else:
-        placed, info = stretch(img, hw)
-    return normalize(placed, record, dtype, bgr=bgr), info
+        placed, info = place_stretch(img, hw)
+    return to_chw(placed, record, dtype, bgr=bgr), info

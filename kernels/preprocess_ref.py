@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-from agrideploy.kernels.preprocess import LetterboxInfo, as_hwc, cast_to, check_bands, letterbox_geometry
+from agrideploy.kernels.preprocess import LetterboxInfo, as_hwc, cast_to, letterbox_geometry, place_and_normalize
 
 from agrideploy.record import ModelRecord
 
@@ -74,11 +74,4 @@ def normalize(img_hwc: np.ndarray, record: ModelRecord, dtype=np.float32, bgr: b
 
 def prepare(img: np.ndarray, record: ModelRecord, dtype=np.float32, new_hw: Optional[Sequence[int]] = None, bgr: bool = False):
     """What gpu.prepare computes, on the host: (chw, LetterboxInfo)."""
-    img = as_hwc(img)
-    check_bands(img.shape[2], record)
-    hw = new_hw if new_hw is not None else record.imgsz
-    if record.letterbox:
-        placed, info = letterbox(img, hw, pad_value=record.pad_value, stride=record.max_stride)
-    else:
-        placed, info = stretch(img, hw)
-    return normalize(placed, record, dtype, bgr=bgr), info
+    return place_and_normalize(img, record, dtype, new_hw, bgr, (letterbox, stretch, normalize))

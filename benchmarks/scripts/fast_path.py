@@ -28,8 +28,6 @@ import numpy as np
 from agrideploy.benchmarks import latency
 from agrideploy.benchmarks.scripts import side_by_side as sbs
 
-from agrideploy.errors import AgrideployError
-
 INT8_MODELS = (("yolov5s", 640, 3, 1), ("effv2b0-yolov5", 640, 3, 1), ("deeplabv3plus-xception", 32, 4, 64))
 QUICK_INT8_MODELS = (("yolov5n", 128, 3, 1), ("deeplabv3plus-mobilenetv2", 32, 4, 8))
 
@@ -170,15 +168,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "share": [lambda: sbs.pre_post_share(models)],
             "tiles": [lambda: sbs.tiled_vs_naive(models)],
         }
-        failed = 0
-        for section in only:
-            for step in steps[section]:
-                try:
-                    print(step(), flush=True)
-                except (AgrideployError, ImportError) as exc:
-                    failed += 1
-                    print(f"    skipped: {exc}", flush=True)
-        print(f"done; {sbs._load()}", flush=True)
+        failed = sbs.run_steps([step for section in only for step in steps[section]])
     return 1 if failed else 0
 
 

@@ -201,15 +201,22 @@ def main(argv: Optional[List[str]] = None) -> int:
         steps = [lambda a=a: ort_vs_torch(models, a, cfg.det_imgsz) for a in cfg.detectors]
         steps += [lambda: ort_vs_torch(models, cfg.segmenter, cfg.seg_tile, cfg.seg_channels), lambda: int8_vs_fp32(models),
                   lambda: harness_overhead(models), lambda: pre_post_share(models), lambda: tiled_vs_naive(models)]
-        failed = 0
-        for step in steps:
-            try:
-                print(step(), flush=True)
-            except (AgrideployError, ImportError) as exc:
-                failed += 1
-                print(f"    skipped: {exc}", flush=True)
-        print(f"done; {_load()}", flush=True)
+        failed = run_steps(steps)
     return 1 if failed else 0
+
+
+def run_steps(steps: List[Callable[[], str]]) -> int:
+    """Print each step's table as it finishes; a step that cannot run here is skipped with its reason.
+    Returns how many were skipped."""
+    failed = 0
+    for step in steps:
+        try:
+            print(step(), flush=True)
+        except (AgrideployError, ImportError) as exc:
+            failed += 1
+            print(f"    skipped: {exc}", flush=True)
+    print(f"done; {_load()}", flush=True)
+    return failed
 
 
 def _load() -> str:

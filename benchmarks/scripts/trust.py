@@ -22,9 +22,7 @@ from typing import List, Optional
 
 from agrideploy.benchmarks import bench, latency
 from agrideploy.benchmarks.device import default_threads
-from agrideploy.benchmarks.scripts.side_by_side import Config, Models, _host_step, _interleaved, _load, _row
-
-from agrideploy.errors import AgrideployError
+from agrideploy.benchmarks.scripts.side_by_side import Config, Models, _host_step, _interleaved, _load, _row, run_steps
 
 MEMORY_ARCHS = ("yolov5n", "yolov5s", "effv2s-yolov5")
 MIB = float(1 << 20)
@@ -101,14 +99,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         steps = [lambda: harness_vs_bare(models, "yolov5s", imgsz, threads),
                  lambda: torch_vs_ort(models, "yolov5s", imgsz, threads),
                  lambda: memory_table(models, imgsz, threads, iters)]
-        failed = 0
-        for step in steps:
-            try:
-                print(step(), flush=True)
-            except (AgrideployError, ImportError) as exc:
-                failed += 1
-                print(f"    skipped: {exc}", flush=True)
-        print(f"done; {_load()}", flush=True)
+        failed = run_steps(steps)
     return 1 if failed else 0
 
 
