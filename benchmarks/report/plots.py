@@ -1,4 +1,4 @@
-"""The report's figures, drawn from the flat run rows of `tables.run_rows` as PNG bytes in memory.
+"""The report's figures, drawn from the flat run rows of `rows.run_rows` as PNG bytes in memory.
 
 matplotlib is imported on first use (it is the `report` extra) and only its object API is used,
 never pyplot, so nothing global changes and no display is needed. Every plot function returns None
@@ -13,7 +13,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from agrideploy.benchmarks.report.tables import MEMORY_FIGURES, MIB, UNSTABLE_MARK, fmt, headline_run, model_stats
+from agrideploy.benchmarks.report.rows import MEMORY_FIGURES, MIB
+from agrideploy.benchmarks.report.tables import UNSTABLE_MARK, fmt, headline_run, model_stats
 from agrideploy.benchmarks.stats import UNSTABLE_COV, UNSTABLE_TEXT
 
 from agrideploy.lazy import require

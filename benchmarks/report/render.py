@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 from agrideploy.benchmarks.report.plots import Plot, make_plots
+from agrideploy.benchmarks.report.rows import CSV_FIELDS, run_rows
 from agrideploy.benchmarks.report.tables import (
-    CSV_FIELDS,
     UNSTABLE_MARK,
     Flagged,
     Table,
     plural,
     report_tables,
-    run_rows,
     summary_lines,
 )
 

@@ -10,6 +10,7 @@ import re
 import pytest
 from agrideploy.benchmarks.report import plots as P
 from agrideploy.benchmarks.report import render as R
+from agrideploy.benchmarks.report import rows as Rw
 from agrideploy.benchmarks.report import tables as T
 from report_data import load_docs
 
@@ -54,7 +55,7 @@ def test_html_marks_unstable_cells(files, docs):
 
 def test_markdown_has_every_section_and_links_only_written_figures(files, docs):
     text = files["report.md"].decode("utf-8")
-    rows = T.run_rows(docs)
+    rows = Rw.run_rows(docs)
     for table in T.report_tables(docs, rows):
         assert f"\n## {table.title}\n" in text
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
@@ -66,7 +67,7 @@ def test_markdown_has_every_section_and_links_only_written_figures(files, docs):
 def test_csv_has_one_faithful_line_per_run(files, docs):
     lines = list(csv.DictReader(io.StringIO(files["results.csv"].decode("utf-8"))))
     assert len(lines) == sum(len(d["runs"]) for d in docs)
-    assert list(lines[0]) == list(T.CSV_FIELDS)
+    assert list(lines[0]) == list(Rw.CSV_FIELDS)
     medians = sorted(r["latency_ms"]["host"]["median"] for d in docs for r in d["runs"])
     assert sorted(float(line["host_median_ms"]) for line in lines) == medians
     assert {line["weights"] for line in lines} == {"random", "trained"}
@@ -75,7 +76,7 @@ def test_csv_has_one_faithful_line_per_run(files, docs):
 def test_one_device_one_batch_gives_fewer_figures(docs):
     cpu = next(d for d in docs if d["device"]["kind"] == "cpu")
     single = dict(cpu, runs=[r for r in cpu["runs"] if r["batch"] == 1])
-    rows = T.run_rows([single])
+    rows = Rw.run_rows([single])
     assert P.device_comparison(rows) is None
     assert P.throughput_vs_batch(rows) is None
     assert P.accuracy_vs_latency(rows) is None  # random weights only: nothing meaningful to plot
@@ -102,7 +103,7 @@ def test_empty_input_is_a_user_error(docs):
 
 
 def test_model_figure_needs_a_measured_size_or_cost(docs):
-    rows = T.run_rows(docs)
+    rows = Rw.run_rows(docs)
     assert P.model_comparison(rows) is not None
     for r in rows:
         r.update(params=None, gflops=None, size_bytes=None)

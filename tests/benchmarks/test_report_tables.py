@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+from agrideploy.benchmarks.report import rows as Rw
 from agrideploy.benchmarks.report import tables as T
 from report_data import RESULTS, load_docs
 
@@ -16,7 +17,7 @@ def docs():
 
 @pytest.fixture(scope="module")
 def rows(docs):
-    return T.run_rows(docs)
+    return Rw.run_rows(docs)
 
 
 def _doc(docs, kind):
@@ -30,7 +31,7 @@ def _col(table, name):
 def test_every_run_becomes_one_row_with_every_csv_field(docs, rows):
     assert len(RESULTS) == 3
     assert len(rows) == sum(len(d["runs"]) for d in docs)
-    assert all(list(r) == list(T.CSV_FIELDS) + ["host_samples"] for r in rows)
+    assert all(list(r) == list(Rw.CSV_FIELDS) + ["host_samples"] for r in rows)
     assert sum(len(r["host_samples"]) for r in rows) == sum(r["latency_ms"]["host"]["count"] for d in docs for r in d["runs"])
     assert len({r["device"] for r in rows}) == 3
 
@@ -38,7 +39,7 @@ def test_every_run_becomes_one_row_with_every_csv_field(docs, rows):
 def test_rows_carry_the_documents_numbers(docs, rows):
     orin = _doc(docs, "jetson")
     run = orin["runs"][0]
-    label = T.device_labels([orin])[0]
+    label = Rw.device_labels([orin])[0]
     row = next(r for r in rows if r["device"] == label and r["model"] == run["model"]["arch"]
                and r["precision"] == run["precision"] and r["batch"] == run["batch"] and r["backend"] == run["backend"])
     assert row["host_median_ms"] == run["latency_ms"]["host"]["median"]
@@ -70,9 +71,9 @@ def test_unstable_is_recomputed_from_cov_when_the_flag_is_missing(docs):
     stats = doc["runs"][0]["latency_ms"]["host"]
     stats.pop("unstable")
     stats["cov"] = 0.03
-    assert next(r for r in T.run_rows([doc]) if r["host_cov"] == 0.03)["host_unstable"] is True
+    assert next(r for r in Rw.run_rows([doc]) if r["host_cov"] == 0.03)["host_unstable"] is True
     stats["cov"] = 0.0201
-    assert next(r for r in T.run_rows([doc]) if r["host_cov"] == 0.0201)["host_unstable"] is False
+    assert next(r for r in Rw.run_rows([doc]) if r["host_cov"] == 0.0201)["host_unstable"] is False
 
 
 def test_random_weight_runs_are_flagged_everywhere(docs, rows):
@@ -88,7 +89,7 @@ def test_random_weight_runs_are_flagged_everywhere(docs, rows):
 def test_random_weight_accuracy_is_flagged_as_meaningless(docs):
     doc = copy.deepcopy(_doc(docs, "cpu"))
     doc["runs"][0]["accuracy"] = {"dataset": "d", "kind": "detect", "map50": 0.1, "map50_95": 0.05, "delta_vs_fp32": {}}
-    table = T.accuracy_table(T.run_rows([doc]))
+    table = T.accuracy_table(Rw.run_rows([doc]))
     assert len(table.rows) == 1
     cell = table.rows[0][_col(table, "mAP@0.5")]
     assert isinstance(cell, T.Flagged) and "meaningless" in cell.why
@@ -106,10 +107,10 @@ def test_device_labels_tell_machines_apart_and_merge_the_same_one(docs):
     cpu = _doc(docs, "cpu")
     other = copy.deepcopy(cpu)
     other["device"]["hostname"] = "second-box"
-    labels = T.device_labels([cpu, other])
+    labels = Rw.device_labels([cpu, other])
     assert labels[0] != labels[1] and labels[1].endswith("@second-box")
-    assert len(set(T.device_labels([cpu, copy.deepcopy(cpu)]))) == 1
-    assert T.device_labels([_doc(docs, "jetson")])[0].endswith("[MAXN]")
+    assert len(set(Rw.device_labels([cpu, copy.deepcopy(cpu)]))) == 1
+    assert Rw.device_labels([_doc(docs, "jetson")])[0].endswith("[MAXN]")
 
 
 def test_same_machine_twice_merges_into_one_device_row(docs):
@@ -120,7 +121,7 @@ def test_same_machine_twice_merges_into_one_device_row(docs):
 
 
 def test_comparison_needs_two_devices_and_holds_only_shared_configurations(docs, rows):
-    assert T.comparison_table(T.run_rows([_doc(docs, "cpu")])) is None
+    assert T.comparison_table(Rw.run_rows([_doc(docs, "cpu")])) is None
     table = T.comparison_table(rows)
     keys = {}
     for r in rows:
@@ -142,7 +143,7 @@ def test_stage_share_is_pre_plus_post_over_the_stage_sum(rows):
 
 
 def test_memory_columns_nobody_measured_are_left_out(docs, rows):
-    cpu_only = T.memory_table(T.run_rows([_doc(docs, "cpu")]))
+    cpu_only = T.memory_table(Rw.run_rows([_doc(docs, "cpu")]))
     assert "GPU: load MiB" not in cpu_only.columns
     assert {"Host: load MiB", "Host: infer peak MiB", "Process peak RSS MiB"} <= set(cpu_only.columns)
     merged = T.memory_table(rows)
@@ -194,7 +195,7 @@ def test_distinct_runs_get_distinct_labels():
             "device": "cpu A", "threads": 2, "provider": "CPUExecutionProvider", "created": "2026-12-01T10:00:00Z"}
     rows = [dict(base), dict(base, threads=1), dict(base, device="cpu B"), dict(base, imgsz="320x320"),
             dict(base, model="yolov5n"), dict(base)]
-    labels = T.run_labels(rows)
+    labels = Rw.run_labels(rows)
     assert len(set(labels)) == len(labels)
     assert labels[4] == "yolov5n onnxruntime fp32 b1"  # alone: nothing added
     assert labels[3] == "yolov5s onnxruntime fp32 b1 | 320x320"
@@ -203,7 +204,7 @@ def test_distinct_runs_get_distinct_labels():
 
 
 def test_read_this_first_says_each_kind_of_note_once(docs):
-    rows = T.run_rows(docs)
+    rows = Rw.run_rows(docs)
     for i, r in enumerate(rows[:4]):
         r["notes"] = f"/tmp/demo/m{i}.onnx is already fp16: measured as it is; host peak 12{i} MiB"
     lines = T.summary_lines(docs, rows)
