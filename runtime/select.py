@@ -28,14 +28,13 @@ def default_backend(kind: str) -> str:
 
 
 def open_runner(
-    model: Any, backend: Optional[str] = None, *, device: Optional[str] = None, providers=None, load_args=None,
+    model: Any, backend: Optional[str] = None, *, device: Optional[str] = None, providers=None,
     threads: Optional[int] = None,
 ) -> Runner:
-    """A Runner (not yet activated) for `model`: a path, a models.LoadedModel, or None with `load_args["arch"]`.
+    """A Runner (not yet activated) for `model`: a path or a models.LoadedModel (--arch designs are loaded first).
 
     `backend` forces one; a combination that cannot work is one clear error line. `device` None
-    means the best there is for ONNX Runtime and the CPU for PyTorch. `load_args` are the keyword
-    arguments of models.load_model for checkpoints. `threads` is the intra-op thread count of
+    means the best there is for ONNX Runtime and the CPU for PyTorch. `threads` is the intra-op thread count of
     ONNX Runtime and PyTorch (None: the backend's default).
     """
     kind = artefact_kind(model)
@@ -60,16 +59,16 @@ def open_runner(
         raise AgrideployError(f"--backend {backend} needs an exported model; run `agrideploy export` on the checkpoint first")
     from agrideploy.runtime.torch_runner import TorchRunner
 
-    loaded = model if hasattr(model, "module") and hasattr(model, "record") else _load_checkpoint(model, load_args or {})
+    loaded = model if hasattr(model, "module") and hasattr(model, "record") else _load_checkpoint(model)
     return TorchRunner(loaded, device=device or "cpu", threads=threads)
 
 
-def _load_checkpoint(path: Optional[Any], load_args: dict):
+def _load_checkpoint(path: Optional[Any]):
     from agrideploy.models import load_model
 
-    if path is None and not load_args.get("arch"):
+    if path is None:
         raise AgrideployError("give a model file, or --arch for random weights")
-    return load_model(str(path) if path is not None else None, **load_args)
+    return load_model(str(path))
 
 
 def _trt_runner(path: Any) -> Runner:
