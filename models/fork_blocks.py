@@ -33,7 +33,10 @@ class SqueezeExcite_efficientv2(SqueezeExcite):  # noqa: N801
 
 
 class FusedMBConv(ResidualBlock):
-    """yaml: [c2, k, s, expansion, se_ratio (unused)]; expansion 1 is a single k x k stem."""
+    """yaml: [c2, k, s, expansion, se_ratio (unused)]; expansion 1 is a single k x k stem.
+
+    `dropout_rate` is the fork's yaml argument for training; inference has no dropout, so it changes nothing here.
+    """
 
     def __init__(self, c1, c2, k=3, s=1, expansion=1, se_ration=0, dropout_rate=0.2, drop_connect_rate=0.2):
         super().__init__(c1, c2, s, drop_connect_rate)
@@ -50,7 +53,7 @@ class FusedMBConv(ResidualBlock):
 
 
 class MBConv(ResidualBlock):
-    """yaml: [c2, k, s, expansion, se_ratio]."""
+    """yaml: [c2, k, s, expansion, se_ratio]; `dropout_rate` is training-only (see FusedMBConv)."""
 
     def __init__(self, c1, c2, k=3, s=1, expansion=1, se_ration=0, dropout_rate=0.2, drop_connect_rate=0.2):
         super().__init__(c1, c2, s, drop_connect_rate)
