@@ -85,15 +85,16 @@ def letterbox(img: np.ndarray, new_hw: Sequence[int], pad_value: float = 114, st
     return pad(resized, top, ph - rh - top, left, pw - rw - left, pad_value), info
 
 
-def stretch(img: np.ndarray, new_hw: Sequence[int]):
-    """Resize to `new_hw` ignoring the ratio, for models trained without letterbox."""
+def stretch(img: np.ndarray, new_hw: Sequence[int], resize_to=None):
+    """Resize to `new_hw` ignoring the ratio, for models trained without letterbox (`resize_to`:
+    another resize with the same signature, as the NumPy reference passes its own)."""
     img = as_hwc(img)
     h, w = img.shape[:2]
     nh, nw = int(new_hw[0]), int(new_hw[1])
     info = LetterboxInfo((nh / h, nw / w), 0.0, 0.0, (h, w))
     if (nh, nw) == (h, w):
         return img, info
-    return resize(img, (nh, nw)), info
+    return (resize_to or resize)(img, (nh, nw)), info
 
 
 def cast_to(values: np.ndarray, dtype) -> np.ndarray:

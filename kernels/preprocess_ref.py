@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-from agrideploy.kernels.preprocess import LetterboxInfo, as_hwc, cast_to, letterbox_geometry, place_and_normalize
+from agrideploy.kernels import preprocess
+from agrideploy.kernels.preprocess import as_hwc, cast_to, letterbox_geometry, place_and_normalize
 
 from agrideploy.record import ModelRecord
 
@@ -51,13 +52,8 @@ def letterbox(img: np.ndarray, new_hw: Sequence[int], pad_value: float = 114, st
 
 
 def stretch(img: np.ndarray, new_hw: Sequence[int]):
-    img = as_hwc(img)
-    h, w = img.shape[:2]
-    nh, nw = int(new_hw[0]), int(new_hw[1])
-    info = LetterboxInfo((nh / h, nw / w), 0.0, 0.0, (h, w))
-    if (nh, nw) == (h, w):
-        return img, info
-    return cast_to(resize_bilinear(img, (nh, nw)), img.dtype), info
+    """The host path's stretch with the kernel's bilinear resize."""
+    return preprocess.stretch(img, new_hw, resize_to=lambda src, hw: cast_to(resize_bilinear(src, hw), src.dtype))
 
 
 def normalize(img_hwc: np.ndarray, record: ModelRecord, dtype=np.float32, bgr: bool = False) -> np.ndarray:
