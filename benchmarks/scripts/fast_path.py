@@ -8,7 +8,8 @@ int8  INT8 for ONNX Runtime CPU (our placement) vs FP32 vs ORT's own `quantize_s
 pre   letterbox + normalise of a 1280x720 frame to 640: ours vs OpenCV's own resize + border + blobFromImage.
 nms   5,000 candidates, 80 classes: ours vs OpenCV's NMSBoxesBatched vs the previous implementation.
 share pre + post share of end-to-end for yolov5s 640 (side_by_side section 4).
-tiles batched tiled segmentation vs one tile per call (side_by_side section 5).
+tiles batched tiled segmentation vs one tile per call, FP32 and INT8, and each model alone at batch 64 vs 1
+      (the most any batching can gain with that model on this machine).
 Goals (issue 15): INT8 <= 0.6x FP32 and <= ORT's quantize_static; pre and NMS <= 1.2x OpenCV;
 pre + post <= 5 %; batched tiles >= 4x. Models have random weights and calibrate on random inputs:
 speed is real, accuracy is not measured here.
@@ -140,6 +141,44 @@ def nms_vs_opencv(cfg: sbs.Config, n: int = 5000, classes: int = 80) -> str:
             f"previous / ours = {med['previous'] / med['ours']:.1f}")
 
 
+def tiles_fp32_int8(models: sbs.Models) -> str:
+    """Batched tiles vs one tile per call for the FP32 and the INT8 (ort-cpu) model, and each model alone.
+
+    The model alone (64 tiles in one session.run vs 64 runs of one tile, no host work) bounds what any
+    batching around that model can gain on this machine.
+    """
+    from agrideploy.benchmarks.onnx_flops import onnx_gflops
+    from agrideploy.runtime.segment import SegmentationPipeline
+
+    cfg = models.cfg
+    onnx = models.onnx(models.load(cfg.segmenter, cfg.seg_tile, cfg.seg_channels, classes=5))
+    runners = {"FP32": sbs._ort(onnx), "INT8": sbs._ort(models.artefacts.onnx_at(onnx, "int8"))}
+    scene = sbs.seg_scene(cfg)
+    steps: Dict[str, Callable[[], None]] = {}
+    for precision, runner in runners.items():
+        pipeline = SegmentationPipeline(runner, batch=cfg.seg_batch)
+        one = latency.random_feed(runner, 1, [cfg.seg_tile] * 2)
+        many = latency.random_feed(runner, cfg.seg_batch, [cfg.seg_tile] * 2)
+        steps[f"{precision} naive"] = sbs.one_tile_per_call(runner, scene, cfg.seg_tile)
+        steps[f"{precision} batched"] = lambda p=pipeline: p.predict_array(scene)
+        steps[f"{precision} model x1"] = lambda r=runner, f=one: [r.infer(f) for _ in range(cfg.seg_batch)]
+        steps[f"{precision} model x{cfg.seg_batch}"] = lambda r=runner, f=many: r.infer(f)
+    med = medians(steps, cfg.seconds)
+    tile_gflop = onnx_gflops(onnx, [cfg.seg_tile] * 2) or float("nan")
+    lines = [f"tiles: {cfg.segmenter}, {cfg.seg_scene}x{cfg.seg_scene} {cfg.seg_channels}-band scene, {cfg.seg_tile}px tiles "
+             f"at 50 % overlap, ONNX Runtime CPU (median ms per scene; model alone: per {cfg.seg_batch} tiles)"]
+    for precision in runners:
+        naive, batched = med[f"{precision} naive"], med[f"{precision} batched"]
+        alone_1, alone_n = med[f"{precision} model x1"], med[f"{precision} model x{cfg.seg_batch}"]
+        lines.append(f"    {precision}: one tile per call {naive:.1f} | batched pipeline ({cfg.seg_batch} per call, mean "
+                     f"blending) {batched:.1f} | naive / batched = {naive / batched:.2f} | model alone: {cfg.seg_batch} calls "
+                     f"of 1 {alone_1:.1f} vs 1 call of {cfg.seg_batch} {alone_n:.1f} = {alone_1 / alone_n:.2f} (batching's gain inside the model)")
+    lines.append(f"    FP32 one tile per call / INT8 batched pipeline = {med['FP32 naive'] / med['INT8 batched']:.2f}")
+    lines.append(f"    FP32 model alone at batch {cfg.seg_batch}: {tile_gflop * cfg.seg_batch * 1e3 / med[f'FP32 model x{cfg.seg_batch}']:.0f} "
+                 f"GFLOP/s ({tile_gflop:.3f} GFLOP per tile, 2 x multiply-accumulates)")
+    return "\n".join(lines)
+
+
 SECTIONS = ("int8", "pre", "nms", "share", "tiles")
 
 
@@ -166,7 +205,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "pre": [lambda: preprocess_vs_opencv(cfg)],
             "nms": [lambda: nms_vs_opencv(cfg, *((500, 8) if args.quick else ()))],
             "share": [lambda: sbs.pre_post_share(models)],
-            "tiles": [lambda: sbs.tiled_vs_naive(models)],
+            "tiles": [lambda: tiles_fp32_int8(models)],
         }
         failed = sbs.run_steps([step for section in only for step in steps[section]])
     return 1 if failed else 0
