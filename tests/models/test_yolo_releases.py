@@ -40,8 +40,9 @@ def image():
 
 
 def _boxes_and_scores_diff(out: np.ndarray, ref: np.ndarray):
+    """Box error relative to the box's own size in px (exp-decoded boxes of random weights reach 1,200 px), score error."""
     diff = np.abs(out - ref)
-    return diff[..., :4].max(), diff[..., 4:].max()
+    return (diff[..., :4] / (1 + np.abs(ref[..., :4]))).max(), diff[..., 4:].max()
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -59,10 +60,12 @@ def test_release_checkpoint_matches_the_release_output(image, name):
         out = model(image).numpy()
     assert out.shape == ref.shape == (1, 3 * (16 * 20 + 8 * 10 + 4 * 5), 8)
     boxes, scores = _boxes_and_scores_diff(out, ref)
-    assert boxes <= 0.005 and scores <= 1e-5  # same maths in fp32; the C3TR attention path differs by ~1e-3 px
+    # same maths in fp32, up to the summation order of the CPU's conv kernels: exact on the machine that wrote the
+    # references, up to 1.1e-4 relative (0.026 px of 586) and 2.2e-5 in scores for v1.0 on an AVX-512 CPU
+    assert boxes <= 3e-4 and scores <= 5e-5
     with torch.no_grad():
         boxes, scores = _boxes_and_scores_diff(model.fuse()(image).numpy(), ref)
-    assert boxes <= 0.05 and scores <= 1e-4  # upstream's own fused model differs from its unfused one by ~0.01 px here
+    assert boxes <= 3e-4 and scores <= 1e-4  # upstream's own fused model differs from its unfused one by ~1e-5 relative
 
 
 def test_v1_head_is_the_yaml_conv2d_layers_read_in_the_checkpoint_order():
