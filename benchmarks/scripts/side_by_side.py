@@ -154,8 +154,8 @@ def pre_post_share(models: Models) -> str:
             f"({boxes} boxes after NMS on this random-weight frame)")
 
 
-def one_tile_per_call(runner, scene: np.ndarray, tile: int) -> Callable[[], None]:
-    """What a user writes without a pipeline: each 50 %-overlap window normalised, run alone, argmaxed."""
+def one_tile_per_call(runner, scene: np.ndarray, tile: int) -> Callable[[], np.ndarray]:
+    """What a user writes without a pipeline: each 50 %-overlap window normalised, run alone, argmaxed (the class map)."""
     from agrideploy.kernels.postprocess import seg_argmax
     from agrideploy.kernels.preprocess import normalize
     from agrideploy.runtime.tiling import TileGrid
@@ -169,6 +169,7 @@ def one_tile_per_call(runner, scene: np.ndarray, tile: int) -> Callable[[], None
             for x in grid.xs:
                 chw = normalize(scene[y:y + tile, x:x + tile], runner.record, np.float32)
                 mask[y:y + tile, x:x + tile] = seg_argmax(runner.infer({name: chw[None]})["logits"])[0]
+        return mask
 
     return naive
 
